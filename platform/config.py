@@ -1,0 +1,172 @@
+"""Configuration: read once from the environment, typed, secrets kept out of logs.
+
+Every variable is listed in README's configuration table; a test checks that the
+table and `VARIABLES` below agree.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Secret:
+    """A string that never shows itself in repr() or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+# name -> (default, description); the README table is generated from the same words.
+VARIABLES: dict[str, tuple[str, str]] = {
+    "DATABASE_URL": ("", "PostgreSQL URL. Unset: an embedded PostgreSQL is started under KITH_DATA_DIR."),
+    "DATABASE_DIRECT_URL": ("", "URL that bypasses PgBouncer, for migrations (session advisory lock). "
+                            "Default: DATABASE_URL."),
+    "REDIS_URL": ("", "Redis/Valkey URL for arq. Unset: an embedded Valkey is started under KITH_DATA_DIR."),
+    "KITH_ENV": ("dev", "dev, test or production. production refuses to start without KITH_SECRET_KEY."),
+    "KITH_DATA_DIR": (".kith", "Folder for embedded PostgreSQL/Valkey data and the dev secret (git-ignored)."),
+    "KITH_SECRET_KEY": ("", "Key for signing cookies and tokens. Unset in dev: generated once into KITH_DATA_DIR."),
+    "KITH_BASE_URL": ("http://127.0.0.1:8000", "Public URL of the web app; https makes cookies Secure."),
+    "KITH_DB_POOL_MAX": ("10", "Maximum database connections per process."),
+    "KITH_DB_STATEMENT_CACHE": ("100", "asyncpg prepared-statement cache size; 0 behind PgBouncer < 1.21."),
+    "KITH_DB_MAX_SCHEMAS_PER_CONN": ("400", "Recycle a pooled connection after it touched this many tenant "
+                                     "schemas (~0.5 MB catalog cache each)."),
+    "KITH_MIGRATE_CONCURRENCY": ("4", "Tenant schemas migrated at once by `kith migrate`."),
+    "KITH_CANARY_TENANTS": ("", "Comma-separated slugs migrated first, one by one, before the rest."),
+    "KITH_QUEUE_NAME": ("arq:kith", "arq queue name (separate names keep test runs and deployments apart)."),
+    "KITH_LOG_LEVEL": ("info", "debug, info, warning or error."),
+    "KITH_LOG_FORMAT": ("json", "json (one line per event) or console."),
+    "SENTRY_DSN": ("", "Sentry DSN; unset disables Sentry."),
+    "SENTRY_ENVIRONMENT": ("", "Sentry environment tag. Default: KITH_ENV."),
+    "SMTP_HOST": ("", "SMTP server. Unset: emails go to the dev outbox (viewable at /dev/outbox)."),
+    "SMTP_PORT": ("587", "SMTP port."),
+    "SMTP_USERNAME": ("", "SMTP user name."),
+    "SMTP_PASSWORD": ("", "SMTP password."),
+    "SMTP_STARTTLS": ("true", "Use STARTTLS (true/false)."),
+    "MAIL_FROM": ("Kith <no-reply@kith.localhost>", "From address of emails Kith sends."),
+}
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, VARIABLES[name][0])
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    data_dir: Path
+    database_url: str
+    database_direct_url: str
+    redis_url: str
+    secret_key: Secret
+    base_url: str
+    db_pool_max: int
+    db_statement_cache: int
+    db_max_schemas_per_conn: int
+    migrate_concurrency: int
+    canary_tenants: tuple[str, ...]
+    queue_name: str
+    log_level: str
+    log_format: str
+    sentry_dsn: Secret
+    sentry_environment: str
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str
+    smtp_password: Secret
+    smtp_starttls: bool
+    mail_from: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env in {"dev", "test"}
+
+
+def _secret_key(env: str, data_dir: Path) -> Secret:
+    given = _env("KITH_SECRET_KEY")
+    if given:
+        return Secret(given)
+    if env == "production":
+        raise RuntimeError("KITH_SECRET_KEY must be set when KITH_ENV=production")
+    # dev/test: one key per data folder, so sessions survive a restart of `make dev`.
+    path = data_dir / "secret_key"
+    if path.exists():
+        return Secret(path.read_text().strip())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return Secret(key)
+
+
+def load_settings() -> Settings:
+    """Read the environment once into typed settings."""
+    env = _env("KITH_ENV")
+    data_dir = Path(_env("KITH_DATA_DIR")).resolve()
+    database_url = _env("DATABASE_URL")
+    return Settings(
+        env=env,
+        data_dir=data_dir,
+        database_url=database_url,
+        database_direct_url=_env("DATABASE_DIRECT_URL") or database_url,
+        redis_url=_env("REDIS_URL"),
+        secret_key=_secret_key(env, data_dir),
+        base_url=_env("KITH_BASE_URL").rstrip("/"),
+        db_pool_max=int(_env("KITH_DB_POOL_MAX")),
+        db_statement_cache=int(_env("KITH_DB_STATEMENT_CACHE")),
+        db_max_schemas_per_conn=int(_env("KITH_DB_MAX_SCHEMAS_PER_CONN")),
+        migrate_concurrency=max(1, int(_env("KITH_MIGRATE_CONCURRENCY"))),
+        canary_tenants=tuple(s.strip() for s in _env("KITH_CANARY_TENANTS").split(",") if s.strip()),
+        queue_name=_env("KITH_QUEUE_NAME"),
+        log_level=_env("KITH_LOG_LEVEL"),
+        log_format=_env("KITH_LOG_FORMAT"),
+        sentry_dsn=Secret(_env("SENTRY_DSN")),
+        sentry_environment=_env("SENTRY_ENVIRONMENT") or env,
+        smtp_host=_env("SMTP_HOST"),
+        smtp_port=int(_env("SMTP_PORT")),
+        smtp_username=_env("SMTP_USERNAME"),
+        smtp_password=Secret(_env("SMTP_PASSWORD")),
+        smtp_starttls=_bool(_env("SMTP_STARTTLS")),
+        mail_from=_env("MAIL_FROM"),
+    )
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read on first use."""
+    global _settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and `kith dev` change the environment)."""
+    global _settings
+    _settings = None

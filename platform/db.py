@@ -1,0 +1,165 @@
+"""Database access: Tortoise-ORM on asyncpg, and the tenant scope.
+
+Every tenant-scoped access runs in one transaction that starts with
+`public.kith_enter_tenant(id)`, which takes a shared per-tenant advisory lock, checks the
+tenant, sets `search_path` with SET LOCAL semantics and returns the tenant's schema
+version. Outside a scope the search path is `public` only, so tenant tables are
+unreachable (`relation "contacts" does not exist`), and a pooled connection never carries
+one tenant's path into another transaction (safe behind PgBouncer's transaction pooling).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import asyncpg
+from tortoise import Tortoise
+from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.transactions import in_transaction
+
+from kith.platform.config import Settings, get_settings
+
+log = logging.getLogger("kith.db")
+
+PLATFORM_MODEL_MODULES = [
+    "kith.platform.tenancy.models",
+    "kith.platform.identity.models",
+    "kith.platform.email.models",
+]
+
+# Advisory lock class ids ('kith' and 'kmig' in ASCII), so our locks never collide with others.
+TENANT_LOCK_CLASS = 0x6B697468
+MIGRATION_LOCK_KEY = 0x6B6D6967
+
+
+class TenantUnavailable(LookupError):
+    """The tenant does not exist, or was deleted: nothing may run in its scope."""
+
+
+class KithConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection that remembers which tenant schemas it has touched.
+
+    - kith_version: the schema version its cached prepared statements were planned
+      against. When a scope enters a tenant at another version (during a roll-out),
+      the local statement cache is dropped, so a statement planned against one
+      table shape is never executed against another (asyncpg issue 103).
+    - kith_schemas: tenant ids touched, so a connection is closed (and replaced by
+      the pool) before its per-schema catalog cache grows past the configured limit.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kith_version: int | None = None
+        self.kith_schemas: set[int] = set()
+
+
+def connect_kwargs(url: str) -> dict[str, Any]:
+    """Split a postgresql:// URL (unix socket via ?host=/dir allowed) into asyncpg arguments."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql"}:
+        raise ValueError(f"DATABASE_URL must start with postgresql://, got {parsed.scheme!r}")
+    query = parse_qs(parsed.query)
+    host = query.get("host", [parsed.hostname or "127.0.0.1"])[0]
+    return {
+        "host": unquote(host),
+        "port": parsed.port or int(query.get("port", ["5432"])[0]),
+        "user": unquote(parsed.username or "postgres"),
+        "password": unquote(parsed.password) if parsed.password else None,
+        "database": unquote(parsed.path.lstrip("/")) or "postgres",
+    }
+
+
+def tortoise_config(settings: Settings, model_modules: list[str]) -> dict[str, Any]:
+    creds = connect_kwargs(settings.database_url)
+    creds.update(
+        minsize=1,
+        maxsize=settings.db_pool_max,
+        connection_class=KithConnection,
+        statement_cache_size=settings.db_statement_cache,
+        server_settings={"search_path": "public", "application_name": "kith"},
+    )
+    return {
+        "connections": {"default": {"engine": "tortoise.backends.asyncpg", "credentials": creds}},
+        "apps": {"kith": {"models": PLATFORM_MODEL_MODULES + model_modules, "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def init_db(model_modules: list[str], settings: Settings | None = None) -> None:
+    """Initialise Tortoise for this process (idempotent)."""
+    if Tortoise.is_inited():
+        return
+    settings = settings or get_settings()
+    await Tortoise.init(config=tortoise_config(settings, model_modules), _enable_global_fallback=True)
+
+
+async def close_db() -> None:
+    if Tortoise.is_inited():
+        await Tortoise.close_connections()
+
+
+def tenant_schema(tenant_id: int) -> str:
+    """The schema of a tenant: always built from its numeric id, never from user text."""
+    return f"t_{int(tenant_id)}"
+
+
+def _raw(conn: Any) -> KithConnection:
+    # the pool hands out a proxy; the state lives on the real connection
+    return getattr(conn, "_con", None) or conn
+
+
+@asynccontextmanager
+async def tenant_scope(tenant_id: int) -> AsyncIterator[TransactionalDBClient]:
+    """One transaction inside a tenant's schema. The only way to reach tenant tables."""
+    ctx = in_transaction("default")
+    tx = await ctx.__aenter__()
+    raw: KithConnection | None = None
+    try:
+        try:
+            version = await tx._connection.fetchval(  # type: ignore[attr-defined]
+                "SELECT public.kith_enter_tenant($1)", int(tenant_id)
+            )
+        except asyncpg.RaiseError as exc:
+            raise TenantUnavailable(str(exc)) from None
+        raw = _raw(tx._connection)  # type: ignore[attr-defined]
+        if raw.kith_version != version:
+            raw._drop_local_statement_cache()
+            raw.kith_version = version
+        raw.kith_schemas.add(int(tenant_id))
+        yield tx
+    except BaseException as exc:
+        await ctx.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    if raw is not None and len(raw.kith_schemas) > get_settings().db_max_schemas_per_conn:
+        # Commit, then close: the pool replaces a closed connection on release.
+        await tx.commit()
+        log.info("recycling connection after %d tenant schemas", len(raw.kith_schemas))
+        await raw.close()
+    await ctx.__aexit__(None, None, None)
+
+
+@asynccontextmanager
+async def platform_tx() -> AsyncIterator[TransactionalDBClient]:
+    """One transaction on the platform's own (public) tables."""
+    async with in_transaction("default") as tx:
+        yield tx
+
+
+async def connect_raw(url: str | None = None) -> asyncpg.Connection:
+    """A plain asyncpg connection (migrations, benchmarks), bypassing the pool."""
+    settings = get_settings()
+    kwargs = connect_kwargs(url or settings.database_direct_url)
+    return await asyncpg.connect(
+        **kwargs, statement_cache_size=0, server_settings={"search_path": "public", "application_name": "kith"}
+    )
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL, naming another database."""
+    parsed = urlparse(url)
+    return parsed._replace(path=f"/{database}").geturl()

