@@ -1,0 +1,111 @@
+"""What a contact looks like on the way in and out (API and forms share these rules)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_PHONE_CHARS = re.compile(r"^[0-9+()\-. ]*$")
+
+
+def _clean_email(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+def _clean_phone(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if not _PHONE_CHARS.match(value) or sum(ch.isdigit() for ch in value) < 3:
+        raise ValueError("phone may contain only digits, spaces and + ( ) - . and needs at least 3 digits")
+    if value.startswith("+"):
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            raise ValueError("not a valid international phone number") from None
+        if not phonenumbers.is_possible_number(parsed):
+            raise ValueError("not a possible phone number for its country code")
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200, description="Full name, any script (e.g. 张伟).")]
+Text200 = Annotated[str, Field(max_length=200)]
+Notes = Annotated[str, Field(max_length=5000)]
+
+
+class ContactIn(BaseModel):
+    """A new contact."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Name
+    email: Text200 = ""
+    phone: Annotated[str, Field(max_length=50)] = ""
+    company_name: Text200 = ""
+    notes: Notes = ""
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return _clean_email(value)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return _clean_phone(value)
+
+
+class ContactPatch(BaseModel):
+    """A partial update: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Name | None = None
+    email: Text200 | None = None
+    phone: Annotated[str, Field(max_length=50)] | None = None
+    company_name: Text200 | None = None
+    notes: Notes | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return None if value is None else _clean_email(value)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return None if value is None else _clean_phone(value)
+
+
+class ContactOut(BaseModel):
+    """A contact as the API returns it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    email: str
+    phone: str
+    company_name: str
+    notes: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContactPage(BaseModel):
+    """One page of contacts, newest first; pass next_cursor as `cursor` for the next page."""
+
+    items: list[ContactOut]
+    next_cursor: str | None = None

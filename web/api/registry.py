@@ -1,0 +1,102 @@
+"""One declaration per API endpoint: it makes the route and its OpenAPI entry, so a
+route cannot exist without being described."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kith.web.errors import ApiError, validation_fields
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    description: str
+    type: str = "string"
+    required: bool = False
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    operation_id: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    query: tuple[QueryParam, ...] = ()
+    auth: bool = True
+    tag: str = "contacts"
+    errors: tuple[int, ...] = field(default_factory=tuple)
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def endpoint(
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    body: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    query: tuple[QueryParam, ...] = (),
+    auth: bool = True,
+    tag: str = "contacts",
+    errors: tuple[int, ...] = (),
+) -> Callable[[Handler], Handler]:
+    """Register an API endpoint. The handler gets (request, body) and returns a model, None or a Response."""
+
+    def register(fn: Handler) -> Handler:
+        ENDPOINTS.append(
+            Endpoint(method, path, fn, summary, fn.__name__, body, response, status, query, auth, tag, errors)
+        )
+        return fn
+
+    return register
+
+
+async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "Request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_input", "Some fields are not valid.", fields=validation_fields(exc)) from None
+
+
+def _wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        body = await _read_body(request, ep.body) if ep.body is not None else None
+        result = await ep.handler(request, body)
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(status_code=ep.status)
+        return JSONResponse(result.model_dump(mode="json"), status_code=ep.status)
+
+    run.__name__ = ep.operation_id
+    return run
+
+
+def api_routes() -> list[Route]:
+    """Starlette routes for every registered endpoint (mounted under /api/v1 and /t/{slug}/api/v1)."""
+    return [Route(ep.path, _wrap(ep), methods=[ep.method]) for ep in ENDPOINTS]

@@ -1,0 +1,98 @@
+"""The web app factory: pages for people, /api/v1 for programs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from kith.platform.config import get_settings
+from kith.platform.db import close_db, init_db
+from kith.platform.observability import configure_logging, get_logger, init_sentry
+from kith.tenants.registry import TENANT_MODEL_MODULES
+from kith.web import auth_pages, contact_pages, dev_pages, health, token_pages
+from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
+from kith.web.api.openapi import openapi_document
+from kith.web.api.registry import api_routes
+from kith.web.edge import EdgeMiddleware, _is_api
+from kith.web.errors import ApiError, title_for
+from kith.web.forms import CsrfError, render
+
+log = get_logger("kith.web")
+
+
+def error_page(scope: Scope, status: int, message: str) -> Response:
+    request = Request(scope)
+    return render(request, "error.html", {"status": status, "title": title_for(status), "message": message},
+                  status=status)
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.payload(), status_code=exc.status)
+
+
+async def _csrf_error(request: Request, exc: Exception) -> Response:
+    return error_page(request.scope, 403, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if _is_api(request.url.path):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        message = {404: "There is no such API path.", 405: "This path does not accept that method."}.get(
+            exc.status_code, str(exc.detail))
+        return JSONResponse(ApiError(exc.status_code, code, message).payload(), status_code=exc.status_code)
+    messages = {404: "There is no such page.", 405: "This page does not accept that method."}
+    return error_page(request.scope, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+
+def create_app() -> Starlette:
+    """Build the ASGI app (uvicorn: `kith.web.app:create_app --factory`)."""
+    settings = get_settings()
+    configure_logging(settings, "web")
+    init_sentry(settings, "web")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        await init_db(TENANT_MODEL_MODULES)
+        try:
+            yield {}
+        finally:
+            from kith.jobs.queue import close_queue
+
+            await close_queue()
+            await close_db()
+
+    api = api_routes()
+    routes = [
+        *health.routes,
+        Route("/api/v1/openapi.json", openapi_json),
+        Mount("/api/v1", routes=api),
+        Mount("/t/{slug}/api/v1", routes=api),
+        *auth_pages.routes,
+        *contact_pages.routes,
+        *token_pages.routes,
+        *dev_pages.routes,
+        Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, CsrfError: _csrf_error, HTTPException: _http_error},
+    )
+    app.add_middleware(EdgeMiddleware, error_page=error_page)
+    return app

@@ -1,0 +1,174 @@
+"""The edge: every request passes here before any handler runs.
+
+- a request id, and one structured log line per request;
+- the tenant from the URL (/t/<slug>/...), resolved once and failing closed: an unknown
+  or deleted workspace is a 404, a suspended one a 403, before any handler runs;
+- who is asking: a session cookie for pages, a Bearer token for /api/v1;
+- for tenant pages, an active membership (a non-member gets the same 404 as a stranger).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kith.platform.db import platform_tx
+from kith.platform.identity.models import Identity, Membership
+from kith.platform.identity.sessions import load_session, membership_for
+from kith.platform.identity.tokens import authenticate_token
+from kith.platform.observability import bind_context, clear_context, get_logger
+from kith.platform.tenancy.models import Tenant, TenantStatus
+from kith.web.errors import ApiError
+
+SESSION_COOKIE = "kith_session"
+_TENANT_PATH = re.compile(r"^/t/([^/]+)(/.*)?$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+PUBLIC_API_PATHS = {"/api/v1/openapi.json", "/healthz", "/readyz"}
+
+log = get_logger("kith.web")
+
+
+@dataclass
+class Caller:
+    """Who is asking, and in which workspace. Handlers get it from request.state.caller."""
+
+    tenant: Tenant
+    identity: Identity
+    membership: Membership
+    via: str  # "session" or "token"
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith("/api/") or bool(re.match(r"^/t/[^/]+/api/", path))
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, error_page: Any) -> None:
+        self.app = app
+        self.error_page = error_page  # (scope, status, message) -> Response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        given = headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        clear_context()
+        bind_context(request_id=request_id)
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            refusal = await self._resolve(scope, headers, state)
+            if refusal is not None:
+                await refusal(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            tenant = state.get("tenant")
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status_holder["status"],
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                tenant=tenant.slug if tenant is not None else None,
+                request_id=request_id,
+            )
+            clear_context()
+
+    async def _resolve(self, scope: Scope, headers: Headers, state: dict[str, Any]) -> Response | None:
+        path: str = scope["path"]
+        api = _is_api(path)
+        match = _TENANT_PATH.match(path)
+        slug = match.group(1) if match else None
+        tenant: Tenant | None = None
+        if slug is not None:
+            async with platform_tx() as tx:
+                tenant = await Tenant.filter(slug=slug).using_db(tx).first()
+            refusal = self._tenant_refusal(scope, tenant, api)
+            if refusal is not None:
+                return refusal
+            state["tenant"] = tenant
+            bind_context(tenant=slug)
+
+        if api and path not in PUBLIC_API_PATHS:
+            return await self._api_auth(scope, headers, state, tenant)
+
+        cookies = _cookies(headers)
+        session = await load_session(cookies.get(SESSION_COOKIE, ""))
+        state["identity"] = session.identity if session else None
+        if tenant is None:
+            return None
+        if session is None:
+            target = path + ("?" + scope["query_string"].decode() if scope.get("query_string") else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+        member = await membership_for(session.identity.id, tenant.id)
+        if member is None:
+            return self.error_page(scope, 404, "There is no such workspace, or you are not a member of it.")
+        state["caller"] = Caller(tenant=tenant, identity=session.identity, membership=member, via="session")
+        return None
+
+    def _tenant_refusal(self, scope: Scope, tenant: Tenant | None, api: bool) -> Response | None:
+        if tenant is None or tenant.status in (TenantStatus.DELETED, TenantStatus.PROVISIONING):
+            return _refuse(api, self.error_page, scope, 404, "no_such_workspace", "There is no such workspace.")
+        if tenant.status == TenantStatus.SUSPENDED:
+            return _refuse(api, self.error_page, scope, 403, "workspace_suspended",
+                           "This workspace is suspended; its owner can contact support.")
+        return None
+
+    async def _api_auth(
+        self, scope: Scope, headers: Headers, state: dict[str, Any], tenant: Tenant | None
+    ) -> Response | None:
+        auth = headers.get("authorization", "")
+        scheme, _, raw = auth.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            return _api_error(401, "not_authenticated", "Send an API token: 'Authorization: Bearer <token>'.")
+        found = await authenticate_token(raw.strip())
+        if found is None:
+            return _api_error(401, "invalid_token", "The API token is not valid, was revoked, or its owner "
+                                                    "is no longer a member of the workspace.")
+        if tenant is not None and found.tenant.id != tenant.id:
+            return _api_error(404, "no_such_workspace", "There is no such workspace.")
+        refusal = self._tenant_refusal(scope, found.tenant, True)
+        if refusal is not None:
+            return refusal
+        state["tenant"] = found.tenant
+        state["identity"] = found.identity
+        state["caller"] = Caller(found.tenant, found.identity, found.membership, via="token")
+        bind_context(tenant=found.tenant.slug)
+        return None
+
+
+def _cookies(headers: Headers) -> dict[str, str]:
+    return cookie_parser(headers.get("cookie", ""))
+
+
+def _api_error(status: int, code: str, message: str) -> Response:
+    return JSONResponse(ApiError(status, code, message).payload(), status_code=status)
+
+
+def _refuse(api: bool, error_page: Any, scope: Scope, status: int, code: str, message: str) -> Response:
+    if api:
+        return _api_error(status, code, message)
+    response: Response = error_page(scope, status, message)
+    return response
