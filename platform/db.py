@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
 from kith.platform.config import Settings, get_settings
@@ -38,6 +39,10 @@ MIGRATION_LOCK_KEY = 0x6B6D6967
 
 class TenantUnavailable(LookupError):
     """The tenant does not exist, or was deleted: nothing may run in its scope."""
+
+
+class NestedTenantScope(RuntimeError):
+    """tenant_scope was entered inside another transaction."""
 
 
 class KithConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -115,7 +120,17 @@ def _raw(conn: Any) -> KithConnection:
 
 @asynccontextmanager
 async def tenant_scope(tenant_id: int) -> AsyncIterator[TransactionalDBClient]:
-    """One transaction inside a tenant's schema. The only way to reach tenant tables."""
+    """One transaction inside a tenant's schema. The only way to reach tenant tables.
+
+    Never nested: inside another transaction it would only open a savepoint, and the
+    search_path it sets would outlive it, so the rest of the outer transaction (another
+    tenant's scope, or platform code) would run in this tenant's schema.
+    """
+    if isinstance(get_connection("default"), TransactionalDBClient):
+        raise NestedTenantScope(
+            f"tenant_scope({int(tenant_id)}) entered inside another transaction; "
+            "finish that transaction first (tenant scopes cannot be nested)"
+        )
     ctx = in_transaction("default")
     tx = await ctx.__aenter__()
     raw: KithConnection | None = None
@@ -135,12 +150,26 @@ async def tenant_scope(tenant_id: int) -> AsyncIterator[TransactionalDBClient]:
     except BaseException as exc:
         await ctx.__aexit__(type(exc), exc, exc.__traceback__)
         raise
-    if raw is not None and len(raw.kith_schemas) > get_settings().db_max_schemas_per_conn:
-        # Commit, then close: the pool replaces a closed connection on release.
+    if raw is None or len(raw.kith_schemas) <= get_settings().db_max_schemas_per_conn:
+        await ctx.__aexit__(None, None, None)
+        return
+    # Commit, then close before the pool can hand the connection to anyone else; the
+    # context's exit then only releases it, and the pool reconnects at the next acquire.
+    # Every path out goes through ctx.__aexit__, or the pool slot would leak.
+    try:
         await tx.commit()
+    except BaseException as exc:
+        # A failed COMMIT already ended the transaction, so the exit's rollback fails too
+        # ("transaction is in error state") after releasing the connection: keep the
+        # commit's error, which is the one that says what went wrong.
+        with suppress(Exception):
+            await ctx.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    try:
         log.info("recycling connection after %d tenant schemas", len(raw.kith_schemas))
         await raw.close()
-    await ctx.__aexit__(None, None, None)
+    finally:
+        await ctx.__aexit__(None, None, None)
 
 
 @asynccontextmanager

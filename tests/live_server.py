@@ -23,7 +23,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(args: list[str], env: dict[str, str] | None = None, log_name: str = "proc") -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    args: list[str], env: dict[str, str] | None = None, log_name: str = "proc"
+) -> Iterator[subprocess.Popen[bytes]]:
     out_dir = REPO / "test-artifacts"
     out_dir.mkdir(exist_ok=True)
     log = open(out_dir / f"{log_name}.log", "wb")  # noqa: SIM115 - closed below
@@ -64,7 +66,7 @@ def web_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
 
 
 @contextmanager
-def worker() -> Iterator[subprocess.Popen[bytes]]:
+def worker(extra_env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-c", "from kith.jobs.worker import run_worker; run_worker()"]
-    with running(cmd, None, "worker") as proc:
+    with running(cmd, extra_env, "worker") as proc:
         yield proc

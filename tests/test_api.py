@@ -144,7 +144,9 @@ async def test_concurrent_api_requests_stay_in_their_tenant(db: object) -> None:
             page = (await c.get("/api/v1/contacts", params={"limit": "100"}, headers=headers)).json()
             return [i["name"].split("|")[0] for i in page["items"]]
 
-        results = await asyncio.gather(*(work(ws, h, n) for n in range(10) for ws, h in zip(spaces, tokens)))
+        results = await asyncio.gather(
+            *(work(ws, h, n) for n in range(10) for ws, h in zip(spaces, tokens, strict=True))
+        )
     for names in results:
         assert len(set(names)) == 1
     for ws in spaces:

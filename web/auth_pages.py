@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from kith.platform.db import platform_tx
+from kith.platform.identity.models import Identity
 from kith.platform.identity.sessions import (
     SESSION_LIFETIME,
     authenticate_password,
@@ -37,9 +40,8 @@ def _client(request: Request) -> tuple[str, str]:
 
 
 async def _signed_in(request: Request, identity_id: int, target: str) -> Response:
-    from kith.platform.identity.models import Identity
-
-    identity = await Identity.get(id=identity_id)
+    async with platform_tx() as tx:
+        identity = await Identity.get(id=identity_id).using_db(tx)
     ip, agent = _client(request)
     raw = await start_session(identity, ip=ip, user_agent=agent)
     response = RedirectResponse(target, status_code=303)
@@ -69,7 +71,7 @@ async def _welcome(tenant_id: int, identity_id: int) -> None:
 
     try:
         await enqueue_welcome_email(tenant_id, identity_id)
-    except OSError as exc:  # Redis down: the workspace exists; say so in the log rather than fail signup
+    except (OSError, RedisError) as exc:  # Redis down: the workspace exists; log it rather than fail signup
         log.warning("welcome email not queued", tenant_id=tenant_id, error=str(exc))
 
 

@@ -71,7 +71,9 @@ async def end_session(raw: str) -> None:
 async def membership_for(identity_id: int, tenant_id: int) -> Membership | None:
     """The active membership of a person in a workspace, or None."""
     async with platform_tx() as tx:
-        return await Membership.filter(identity_id=identity_id, tenant_id=tenant_id, is_active=True).using_db(tx).first()
+        return await Membership.filter(
+            identity_id=identity_id, tenant_id=tenant_id, is_active=True
+        ).using_db(tx).first()
 
 
 async def workspaces_of(identity_id: int) -> list[Tenant]:

@@ -12,7 +12,7 @@ from kith.platform.identity.models import ApiToken, Identity, Membership
 from kith.platform.identity.sessions import token_hash
 from kith.platform.tenancy.models import Tenant
 
-TOKEN_PREFIX = "kith_"
+TOKEN_PREFIX = "kith_"  # noqa: S105 - a public marker, not a secret
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
@@ -37,7 +37,9 @@ async def create_api_token(*, tenant_id: int, identity_id: int, name: str) -> tu
         raise TokenError("Token name must be at most 100 characters long.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     async with platform_tx() as tx:
-        member = await Membership.filter(tenant_id=tenant_id, identity_id=identity_id, is_active=True).using_db(tx).first()
+        member = await Membership.filter(
+            tenant_id=tenant_id, identity_id=identity_id, is_active=True
+        ).using_db(tx).first()
         if member is None:
             raise TokenError("That person is not an active member of this workspace.")
         token = await ApiToken.create(

@@ -1,0 +1,57 @@
+# One command per developer task; CI (.ci/run) calls `make test`, exactly as a developer does.
+#   make dev    run Kith locally (embedded PostgreSQL and Valkey, demo data) at http://127.0.0.1:8000
+#               (another port: make dev PORT=8123)
+#   make test   run the whole test suite (installs what it needs first)
+#   make lint   ruff
+#   make bench  tenant provisioning / migration benchmark
+#   make clean  remove caches and build output (keeps .venv and the dev data in .kith)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when pyproject.toml changes, so the second `make dev` starts at once.
+INSTALLED := $(VENV)/.installed-stamp
+PORT ?= 8000
+
+.PHONY: dev test lint bench clean install system-deps
+
+dev: $(INSTALLED)
+	$(BIN)/kith dev --port $(PORT)
+
+test: $(INSTALLED) system-deps
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+
+bench: $(INSTALLED)
+	$(BIN)/kith bench
+
+install: $(INSTALLED)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e ".[test,dev]"
+	touch $@
+
+# Debian's chromium (for the browser tests), a CJK font (so screenshots of Chinese text are
+# readable) and pgbouncer (for the pooling tests), installed only when missing and only as
+# root; a developer without root installs them once by hand.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	{ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } || missing="$$missing pgbouncer"; \
+	dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing="$$missing fonts-wqy-zenhei"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "Installing$$missing with apt-get"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	else \
+		echo "warning: missing$$missing; run: sudo apt-get install -y$$missing" >&2; \
+	fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache test-artifacts $(INSTALLED)
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

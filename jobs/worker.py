@@ -1,0 +1,68 @@
+"""The arq worker process (`kith worker`).
+
+Redis URL and queue name come from the settings when the worker starts, not at import,
+so the same module serves every environment and test run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import arq
+import sentry_sdk
+
+from kith.jobs.queue import close_queue, redis_settings
+from kith.jobs.welcome import welcome_email
+from kith.platform.config import get_settings
+from kith.platform.db import close_db, init_db
+from kith.platform.observability import configure_logging, get_logger, init_sentry
+from kith.tenants.registry import TENANT_MODEL_MODULES
+
+log = get_logger("kith.worker")
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = get_settings()
+    # Also done in run_worker(); repeated here for `arq kith.jobs.worker.WorkerSettings`.
+    configure_logging(settings, "worker")
+    if not sentry_sdk.get_client().is_active():
+        init_sentry(settings, "worker")
+    await init_db(TENANT_MODEL_MODULES)
+    log.info("worker_started", queue=settings.queue_name)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await close_queue()
+    await close_db()
+    sentry_sdk.flush(timeout=2)
+    log.info("worker_stopped")
+
+
+class WorkerSettings:
+    """arq settings; `worker_kwargs()` adds the parts read from the environment."""
+
+    functions: ClassVar[list[Any]] = [welcome_email]
+    on_startup = startup
+    on_shutdown = shutdown
+    max_tries = 5
+    # Above the SMTP timeout (30 s) with room for database work; jobs that need longer
+    # set their own timeout with arq.func(..., timeout=...).
+    job_timeout = 120
+    # On SIGTERM, let running jobs finish for a few seconds before cancelling them
+    # (below Docker's 10 s grace period before SIGKILL).
+    job_completion_wait = 8
+    keep_result = 3600
+
+
+def worker_kwargs() -> dict[str, Any]:
+    """The settings-dependent Worker arguments, read now."""
+    return {"redis_settings": redis_settings(), "queue_name": get_settings().queue_name}
+
+
+def run_worker() -> None:
+    """Run the worker in the foreground until SIGINT/SIGTERM."""
+    settings = get_settings()
+    configure_logging(settings, "worker")
+    # Before the worker exists, so Sentry's arq integration wraps each job in its own scope.
+    init_sentry(settings, "worker")
+    arq.run_worker(WorkerSettings, **worker_kwargs())  # type: ignore[arg-type]
