@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -95,7 +95,6 @@ class Settings:
     smtp_password: Secret
     smtp_starttls: bool
     mail_from: str
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def secure_cookies(self) -> bool:

@@ -24,6 +24,10 @@ class EmbeddedPostgres:
     def url(self, database: str) -> str:
         return f"postgresql://postgres@/{database}?host={quote(self.socket_dir, safe='/')}"
 
+    def stop(self) -> None:
+        """Let go of the cluster now; it stops when no other process holds it."""
+        self.server._cleanup()
+
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     """Start (or attach to) the embedded PostgreSQL cluster under data_dir/postgres."""

@@ -79,8 +79,9 @@ def services() -> Iterator[Services]:
         reset_settings()
         if valkey is not None:
             valkey.stop()
-        if pg is None:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _drop_database(url: str) -> None:
