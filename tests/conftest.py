@@ -17,12 +17,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from kith.platform import embedded
-from kith.platform.config import reset_settings
-from kith.platform.db import connect_kwargs, with_database
+from kith.platform.config import reset_settings, restored_environment
+from kith.platform.db import with_database
 
 
 @dataclass
@@ -62,36 +61,22 @@ def services() -> Iterator[Services]:
         "KITH_LOG_LEVEL": "warning",
         "KITH_SECRET_KEY": secrets.token_urlsafe(32),
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    for k in ("SMTP_HOST", "SENTRY_DSN"):
-        os.environ.pop(k, None)
-    reset_settings()
     try:
-        yield Services(database_url, redis_url, data_dir, pg.socket_dir if pg else None)
-    finally:
-        asyncio.run(_drop_database(database_url))
-        for k, v in old.items():
-            if v is None:
+        with restored_environment(*env, "SMTP_HOST", "SENTRY_DSN"):
+            os.environ.update(env)
+            for k in ("SMTP_HOST", "SENTRY_DSN"):
                 os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        reset_settings()
+            reset_settings()
+            try:
+                yield Services(database_url, redis_url, data_dir, pg.socket_dir if pg else None)
+            finally:
+                asyncio.run(embedded.drop_database(database_url))
+    finally:
         if valkey is not None:
             valkey.stop()
         if pg is not None:
             pg.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-async def _drop_database(url: str) -> None:
-    kwargs = connect_kwargs(url)
-    name = kwargs.pop("database")
-    conn = await asyncpg.connect(database="postgres", **kwargs)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")

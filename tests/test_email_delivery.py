@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from kith.platform.config import reset_settings
+from kith.platform.config import reset_settings, restored_environment
 from kith.platform.db import platform_tx
 from kith.platform.email.delivery import EmailDeliveryError, deliver, queue_email
 from kith.platform.email.models import OutboxEmail
@@ -45,18 +45,10 @@ def smtp_env(services: Any) -> Iterator[dict[str, str]]:
     """Point SMTP_* at loopback for one test; the environment and settings are restored after."""
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(free_port()), "SMTP_STARTTLS": "false",
            "SMTP_USERNAME": "", "SMTP_PASSWORD": ""}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    reset_settings()
-    try:
-        yield env
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with restored_environment(*env):
+        os.environ.update(env)
         reset_settings()
+        yield env
 
 
 def start_sink(port: int, **kwargs: Any) -> tuple[Controller, SmtpSink]:

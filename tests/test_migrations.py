@@ -22,7 +22,7 @@ import pytest
 from tortoise.exceptions import OperationalError
 
 from kith.platform.db import MIGRATION_LOCK_KEY, connect_kwargs, tenant_schema, with_database
-from kith.platform.embedded import ensure_database
+from kith.platform.embedded import drop_database, ensure_database
 from kith.platform.migrations import runner
 from kith.platform.migrations.runner import MigrationLocked, RolloutReport
 from kith.platform.tenancy.provisioning import provision_tenant
@@ -39,16 +39,6 @@ BASE = runner.latest_version(runner.tenant_migrations())
 _databases = itertools.count(1)
 
 
-async def _drop_database(url: str) -> None:
-    kwargs = connect_kwargs(url)
-    name = kwargs.pop("database")
-    conn = await asyncpg.connect(database="postgres", **kwargs)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def fresh_url(services: Services) -> AsyncIterator[str]:
     """A new, empty database on the test server, dropped afterwards."""
@@ -57,7 +47,7 @@ async def fresh_url(services: Services) -> AsyncIterator[str]:
     try:
         yield url
     finally:
-        await _drop_database(url)
+        await drop_database(url)
 
 
 @pytest.fixture

