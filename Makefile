@@ -4,6 +4,7 @@
 #   make test   run the whole test suite (installs what it needs first)
 #   make lint   ruff
 #   make bench  tenant provisioning / migration benchmark
+#   make bench-audit  audit log benchmark (append cost, update overhead, verify of 1M entries)
 #   make clean  remove caches and build output (keeps .venv and the dev data in .kith)
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: dev test lint bench clean install system-deps
+.PHONY: dev test lint bench bench-audit clean install system-deps
 
 dev: $(INSTALLED)
 	$(BIN)/kith dev --port $(PORT)
@@ -26,6 +27,9 @@ lint: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/kith bench
+
+bench-audit: $(INSTALLED)
+	$(BIN)/kith audit bench
 
 install: $(INSTALLED)
 

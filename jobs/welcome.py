@@ -5,8 +5,10 @@ from __future__ import annotations
 from arq.worker import Retry
 
 from kith.jobs.tenant_job import JobContext, tenant_job
+from kith.platform.access.actor import Actor
+from kith.platform.access.session import acting_as
 from kith.platform.config import get_settings
-from kith.platform.db import platform_tx, tenant_scope
+from kith.platform.db import platform_tx
 from kith.platform.email.delivery import EmailDeliveryError, deliver, queue_email
 from kith.platform.identity.models import Identity, Membership
 from kith.platform.tenancy.models import Tenant
@@ -41,10 +43,12 @@ async def welcome_email(ctx: JobContext, tenant: Tenant, identity_id: int) -> st
         return f"skipped: identity {identity_id} is not a member of tenant {tenant.id}"
     settings = get_settings()
     dedupe_key = f"welcome:{tenant.id}:{identity_id}"
-    async with tenant_scope(tenant.id) as tx:
-        contact_count = await Contact.all().using_db(tx).count()
+    actor = Actor(kind="job", tenant_id=tenant.id, role="owner", label="job:welcome_email")
+    async with acting_as(actor) as session:
+        session.require("contacts", "view")
+        contact_count = await Contact.all().using_db(session.tx).count()
         email_id = await queue_email(
-            tx,
+            session.tx,
             tenant_id=tenant.id,
             kind="welcome",
             dedupe_key=dedupe_key,

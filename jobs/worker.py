@@ -10,7 +10,9 @@ from typing import Any, ClassVar
 
 import arq
 import sentry_sdk
+from arq.cron import cron
 
+from kith.jobs.audit_retention import audit_retention, enqueue_audit_retention
 from kith.jobs.queue import close_queue, redis_settings
 from kith.jobs.welcome import welcome_email
 from kith.platform.config import get_settings
@@ -41,7 +43,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     """arq settings; `worker_kwargs()` adds the parts read from the environment."""
 
-    functions: ClassVar[list[Any]] = [welcome_email]
+    functions: ClassVar[list[Any]] = [welcome_email, audit_retention]
+    # 03:17 UTC: off the hour, when most workspaces are quiet; one job per tenant (see the job).
+    cron_jobs: ClassVar[list[Any]] = [cron(enqueue_audit_retention, hour={3}, minute={17}, run_at_startup=False)]
     on_startup = startup
     on_shutdown = shutdown
     max_tries = 5

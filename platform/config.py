@@ -6,6 +6,8 @@ table and `VARIABLES` below agree.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Iterator
@@ -43,7 +45,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "KITH_ENV": ("dev", "dev, test or production. production refuses to start without KITH_SECRET_KEY."),
     "KITH_DATA_DIR": (".kith", "Folder for embedded PostgreSQL/Valkey data and the dev secret (git-ignored)."),
     "KITH_SECRET_KEY": ("", "Key for signing cookies and tokens. Unset in dev: generated once into KITH_DATA_DIR."),
+    "KITH_AUDIT_KEY": ("", "HMAC key that chains the audit log; keep it outside the database. Unset in dev/test: "
+                       "derived from KITH_SECRET_KEY. production refuses to start without it."),
     "KITH_BASE_URL": ("http://127.0.0.1:8000", "Public URL of the web app; https makes cookies Secure."),
+    "KITH_LOGIN_MAX_FAILURES": ("5", "Failed sign-ins for one email within KITH_LOGIN_LOCKOUT_MINUTES that lock "
+                                "it for KITH_LOGIN_LOCKOUT_MINUTES."),
+    "KITH_LOGIN_MAX_FAILURES_PER_IP": ("50", "Failed sign-ins from one client IP within KITH_LOGIN_LOCKOUT_MINUTES "
+                                       "that lock that IP out likewise."),
+    "KITH_LOGIN_LOCKOUT_MINUTES": ("15", "Window in which failed sign-ins are counted, and how long a lock lasts."),
     "KITH_DB_POOL_MAX": ("10", "Maximum database connections per process."),
     "KITH_DB_STATEMENT_CACHE": ("100", "asyncpg prepared-statement cache size; 0 behind PgBouncer < 1.21."),
     "KITH_DB_MAX_SCHEMAS_PER_CONN": ("400", "Recycle a pooled connection after it touched this many tenant "
@@ -80,7 +89,11 @@ class Settings:
     database_direct_url: str
     redis_url: str
     secret_key: Secret
+    audit_key: Secret
     base_url: str
+    login_max_failures: int
+    login_max_failures_per_ip: int
+    login_lockout_minutes: int
     db_pool_max: int
     db_statement_cache: int
     db_max_schemas_per_conn: int
@@ -124,19 +137,37 @@ def _secret_key(env: str, data_dir: Path) -> Secret:
     return Secret(key)
 
 
+def _audit_key(env: str, secret_key: Secret) -> Secret:
+    given = _env("KITH_AUDIT_KEY")
+    if given:
+        return Secret(given)
+    if env == "production":
+        # A key derived from (or equal to) the cookie key would fall with it; in production the
+        # audit chain's key must be its own and held outside the database.
+        raise RuntimeError("KITH_AUDIT_KEY must be set when KITH_ENV=production")
+    # dev/test: stable for one KITH_SECRET_KEY, so `kith audit verify` passes across restarts
+    derived = hmac.new(secret_key.reveal().encode(), b"kith-audit-key-v1", hashlib.sha256).hexdigest()
+    return Secret(derived)
+
+
 def load_settings() -> Settings:
     """Read the environment once into typed settings."""
     env = _env("KITH_ENV")
     data_dir = Path(_env("KITH_DATA_DIR")).resolve()
     database_url = _env("DATABASE_URL")
+    secret_key = _secret_key(env, data_dir)
     return Settings(
         env=env,
         data_dir=data_dir,
         database_url=database_url,
         database_direct_url=_env("DATABASE_DIRECT_URL") or database_url,
         redis_url=_env("REDIS_URL"),
-        secret_key=_secret_key(env, data_dir),
+        secret_key=secret_key,
+        audit_key=_audit_key(env, secret_key),
         base_url=_env("KITH_BASE_URL").rstrip("/"),
+        login_max_failures=max(1, int(_env("KITH_LOGIN_MAX_FAILURES"))),
+        login_max_failures_per_ip=max(1, int(_env("KITH_LOGIN_MAX_FAILURES_PER_IP"))),
+        login_lockout_minutes=max(1, int(_env("KITH_LOGIN_LOCKOUT_MINUTES"))),
         db_pool_max=int(_env("KITH_DB_POOL_MAX")),
         db_statement_cache=int(_env("KITH_DB_STATEMENT_CACHE")),
         db_max_schemas_per_conn=int(_env("KITH_DB_MAX_SCHEMAS_PER_CONN")),

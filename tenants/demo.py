@@ -121,7 +121,7 @@ class DemoWorkspace:
 def demo_contacts(created_by_id: int | None) -> list[Contact]:
     return [
         Contact(name=name, email=f"{user}@{COMPANIES[key][1]}", phone=phone, company_name=COMPANIES[key][0],
-                notes=notes, created_by_id=created_by_id)
+                notes=notes, created_by_id=created_by_id, owner_id=created_by_id)
         for name, user, phone, key, notes in DEMO_CONTACTS
     ]
 

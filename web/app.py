@@ -15,11 +15,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from kith.platform.access.rules import PermissionDenied
 from kith.platform.config import get_settings
 from kith.platform.db import close_db, init_db
 from kith.platform.observability import configure_logging, get_logger, init_sentry
 from kith.tenants.registry import TENANT_MODEL_MODULES
-from kith.web import auth_pages, contact_pages, dev_pages, health, token_pages
+from kith.web import account_pages, admin_pages, auth_pages, contact_pages, dev_pages, health, token_pages
+from kith.web.api import admin as _admin_api  # noqa: F401 - registers the administration endpoints
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
 from kith.web.api.openapi import openapi_document
 from kith.web.api.registry import api_routes
@@ -43,6 +45,15 @@ async def openapi_json(request: Request) -> Response:
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return JSONResponse(exc.payload(), status_code=exc.status)
+
+
+async def _permission_denied(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PermissionDenied)
+    if _is_api(request.url.path):
+        payload = ApiError(403, "permission_denied", str(exc)).payload()
+        payload["error"]["permission"] = exc.permission
+        return JSONResponse(payload, status_code=403)
+    return error_page(request.scope, 403, str(exc))
 
 
 async def _csrf_error(request: Request, exc: Exception) -> Response:
@@ -84,15 +95,22 @@ def create_app() -> Starlette:
         Mount("/api/v1", routes=api),
         Mount("/t/{slug}/api/v1", routes=api),
         *auth_pages.routes,
+        *account_pages.routes,
         *contact_pages.routes,
         *token_pages.routes,
+        *admin_pages.routes,
         *dev_pages.routes,
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, CsrfError: _csrf_error, HTTPException: _http_error},
+        exception_handlers={
+            ApiError: _api_error,
+            CsrfError: _csrf_error,
+            HTTPException: _http_error,
+            PermissionDenied: _permission_denied,
+        },
     )
     app.add_middleware(EdgeMiddleware, error_page=error_page)
     return app

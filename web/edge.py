@@ -17,14 +17,16 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.datastructures import Headers
-from starlette.requests import cookie_parser
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kith.platform.access.actor import Actor
 from kith.platform.db import platform_tx
 from kith.platform.identity.models import Identity, Membership
 from kith.platform.identity.sessions import load_session, membership_for
 from kith.platform.identity.tokens import authenticate_token
+from kith.platform.identity.totp import must_enrol
 from kith.platform.observability import bind_context, clear_context, get_logger
 from kith.platform.tenancy.models import Tenant, TenantStatus
 from kith.web.errors import ApiError
@@ -45,6 +47,23 @@ class Caller:
     identity: Identity
     membership: Membership
     via: str  # "session" or "token"
+    token_id: int | None = None
+
+
+def actor_of(request: Request) -> Actor:
+    """The caller of a tenant request as an Actor, for actions and queries below the web layer."""
+    caller: Caller = request.state.caller
+    return Actor(
+        kind="token" if caller.via == "token" else "user",
+        tenant_id=caller.tenant.id,
+        role=caller.membership.role,
+        identity_id=caller.identity.id,
+        label=caller.identity.email,
+        token_id=caller.token_id,
+        ip=request.client.host if request.client else "",
+        user_agent=request.headers.get("user-agent", "")[:300],
+        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+    )
 
 
 def _is_api(path: str) -> bool:
@@ -128,6 +147,8 @@ class EdgeMiddleware:
         member = await membership_for(session.identity.id, tenant.id)
         if member is None:
             return self.error_page(scope, 404, "There is no such workspace, or you are not a member of it.")
+        if await must_enrol(session.identity, tenant.id):  # the workspace requires 2FA; tokens are not affected
+            return RedirectResponse(f"/account/security?required={quote(tenant.slug, safe='')}", status_code=303)
         state["caller"] = Caller(tenant=tenant, identity=session.identity, membership=member, via="session")
         return None
 
@@ -157,7 +178,7 @@ class EdgeMiddleware:
             return refusal
         state["tenant"] = found.tenant
         state["identity"] = found.identity
-        state["caller"] = Caller(found.tenant, found.identity, found.membership, via="token")
+        state["caller"] = Caller(found.tenant, found.identity, found.membership, via="token", token_id=found.token.id)
         bind_context(tenant=found.tenant.slug)
         return None
 

@@ -200,6 +200,10 @@ Exit status: 0 when everything is current, 1 when a tenant failed (named in the 
     )
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=_cmd_bench)
+
+    from kith.platform.cli.audit import add_audit_parser  # argparse only: cheap to import
+
+    add_audit_parser(commands)
     return parser
 
 

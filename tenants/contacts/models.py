@@ -15,6 +15,7 @@ class Contact(Model):
     company_name = fields.TextField(default="")
     notes = fields.TextField(default="")
     created_by_id = fields.BigIntField(null=True)
+    owner_id = fields.BigIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

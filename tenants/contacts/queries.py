@@ -1,23 +1,36 @@
-"""Reading contacts: search and keyset pagination, always inside the tenant scope."""
+"""Reading contacts: search and keyset pagination, through the actor's permissions.
+
+Every read goes through `acting_as(actor)`: the role must grant 'contacts: view', only
+records in the role's scope (own, team, all) are found, and fields hidden from the
+role are neither returned nor searched.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from kith.platform.db import tenant_scope
-from kith.tenants.contacts.models import Contact
+from kith.platform.access.actor import Actor
+from kith.platform.access.session import TenantSession, acting_as
 
 MAX_PAGE = 100
+OBJECT = "contacts"
+FIELDS = ("name", "email", "phone", "company_name", "notes")
+SEARCHED = ("name", "email", "phone", "company_name")
+# The expression of contacts_search_idx (tenant migration 0001): used when every searched
+# field is visible, so the trigram index serves the search.
+INDEXED_SEARCH = "(name || ' ' || email || ' ' || phone || ' ' || company_name)"
 
 
 class ContactNotFound(LookupError):
-    """No such contact in this workspace (the same answer for 'missing' and 'not yours')."""
+    """No such contact in this workspace, or not one the actor may see (the same answer)."""
 
 
 @dataclass
 class Page:
-    items: list[Contact]
+    items: list[dict[str, Any]]
     next_cursor: str | None
+    hidden: frozenset[str]
 
 
 def _like_pattern(text: str) -> str:
@@ -33,41 +46,74 @@ def parse_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
-async def list_contacts(tenant_id: int, *, q: str = "", limit: int = 25, cursor: str | None = None) -> Page:
-    """Newest first; `q` matches any part of name, email, phone or company (Chinese too)."""
+def _scope_clause(session: TenantSession, params: list[Any]) -> str | None:
+    owners = session.policy.owner_ids(OBJECT)
+    if owners is None:
+        return None
+    params.append(sorted(owners))
+    return f"owner_id = ANY(${len(params)}::bigint[])"
+
+
+def visible_row(session: TenantSession, row: dict[str, Any]) -> dict[str, Any]:
+    """A contact row as the actor may see it."""
+    keep = {"id", "created_at", "updated_at", "owner_id", *FIELDS}
+    return session.visible(OBJECT, {k: v for k, v in row.items() if k in keep})
+
+
+async def list_contacts(actor: Actor, *, q: str = "", limit: int = 25, cursor: str | None = None) -> Page:
+    """Newest first; `q` matches any part of the visible searchable fields (Chinese too)."""
     limit = max(1, min(limit, MAX_PAGE))
     before = parse_cursor(cursor)
-    where, params = [], []
-    if q.strip():
-        params.append(_like_pattern(q.strip()))
-        # the same expression as contacts_search_idx, so the trigram index serves it
-        where.append(f"(name || ' ' || email || ' ' || phone || ' ' || company_name) ILIKE ${len(params)}")
-    if before is not None:
-        params.append(before)
-        where.append(f"id < ${len(params)}")
-    params.append(limit + 1)
-    sql = (
-        "SELECT * FROM contacts"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY id DESC LIMIT ${len(params)}"
-    )
-    async with tenant_scope(tenant_id) as tx:
-        rows = await tx.execute_query_dict(sql, params)
-    items = [Contact(**row) for row in rows[:limit]]
-    for item in items:
-        item._saved_in_db = True
-    next_cursor = str(items[-1].id) if len(rows) > limit else None
-    return Page(items=items, next_cursor=next_cursor)
+    async with acting_as(actor) as session:
+        session.require(OBJECT, "view")
+        hidden = session.policy.hidden_fields(OBJECT)
+        where: list[str] = []
+        params: list[Any] = []
+        scope = _scope_clause(session, params)
+        if scope:
+            where.append(scope)
+        if q.strip():
+            params.append(_like_pattern(q.strip()))
+            searched = [f for f in SEARCHED if f not in hidden]
+            if len(searched) == len(SEARCHED):
+                where.append(f"{INDEXED_SEARCH} ILIKE ${len(params)}")
+            else:  # a hidden field must not be matched, or search would reveal it
+                where.append("(" + " OR ".join(f"{f} ILIKE ${len(params)}" for f in searched) + ")")
+        if before is not None:
+            params.append(before)
+            where.append(f"id < ${len(params)}")
+        params.append(limit + 1)
+        sql = (
+            "SELECT * FROM contacts"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY id DESC LIMIT ${len(params)}"
+        )
+        rows = await session.tx.execute_query_dict(sql, params)
+        items = [visible_row(session, row) for row in rows[:limit]]
+    next_cursor = str(items[-1]["id"]) if len(rows) > limit else None
+    return Page(items=items, next_cursor=next_cursor, hidden=hidden)
 
 
-async def get_contact(tenant_id: int, contact_id: int) -> Contact:
-    async with tenant_scope(tenant_id):
-        contact = await Contact.filter(id=contact_id).first()
-    if contact is None:
+async def load_for_change(session: TenantSession, contact_id: int, *, lock: bool = False) -> dict[str, Any]:
+    """The full row of a contact in the actor's scope, or ContactNotFound."""
+    params: list[Any] = [contact_id]
+    scope = _scope_clause(session, params)
+    sql = "SELECT * FROM contacts WHERE id = $1" + (f" AND {scope}" if scope else "") + (
+        " FOR UPDATE" if lock else "")
+    rows = await session.tx.execute_query_dict(sql, params)
+    if not rows:
         raise ContactNotFound(f"contact {contact_id} not found")
-    return contact
+    return rows[0]
 
 
-async def count_contacts(tenant_id: int) -> int:
-    async with tenant_scope(tenant_id):
-        return await Contact.all().count()
+async def get_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
+    """One contact as the actor may see it."""
+    async with acting_as(actor) as session:
+        session.require(OBJECT, "view")
+        return visible_row(session, await load_for_change(session, contact_id))
+
+
+async def hidden_fields(actor: Actor) -> frozenset[str]:
+    """The contact fields the actor's role may not see (for forms and column choices)."""
+    async with acting_as(actor) as session:
+        return session.policy.hidden_fields(OBJECT)

@@ -90,16 +90,17 @@ class ContactPatch(BaseModel):
 
 
 class ContactOut(BaseModel):
-    """A contact as the API returns it."""
+    """A contact as the API returns it. A field the caller's role may not see is absent."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    name: str
-    email: str
-    phone: str
-    company_name: str
-    notes: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    company_name: str | None = None
+    notes: str | None = None
+    owner_id: int | None = None
     created_at: datetime
     updated_at: datetime
 

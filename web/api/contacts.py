@@ -1,4 +1,7 @@
-"""The contacts API: /api/v1/contacts (tenant from the token; /t/<slug>/api/v1 works too)."""
+"""The contacts API: /api/v1/contacts (tenant from the token; /t/<slug>/api/v1 works too).
+
+Handlers validate input and call one action or query with the caller as Actor; the
+permission checks happen there, below the web layer."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from starlette.requests import Request
 from kith.tenants.contacts import actions, queries
 from kith.tenants.contacts.schemas import ContactIn, ContactOut, ContactPage, ContactPatch
 from kith.web.api.registry import QueryParam, endpoint
+from kith.web.edge import actor_of
 from kith.web.errors import ApiError
 
 
@@ -26,9 +30,13 @@ def _limit(request: Request) -> int:
     return int(raw)
 
 
+def _not_found() -> ApiError:
+    return ApiError(404, "not_found", "There is no such contact.")
+
+
 @endpoint(
     "GET", "/contacts", summary="List contacts, newest first, with search and keyset pagination",
-    response=ContactPage, errors=(401, 422),
+    permission=("contacts", "view"), response=ContactPage, errors=(401, 403, 422),
     query=(
         QueryParam("q", "Text to find in name, email, phone or company (any script)."),
         QueryParam("limit", "Page size, 1-100 (default 25).", "integer"),
@@ -36,52 +44,50 @@ def _limit(request: Request) -> int:
     ),
 )
 async def list_contacts(request: Request, body: None) -> BaseModel:
-    caller = request.state.caller
+    limit = _limit(request)
     try:
         page = await queries.list_contacts(
-            caller.tenant.id, q=request.query_params.get("q", ""), limit=_limit(request),
+            actor_of(request), q=request.query_params.get("q", ""), limit=limit,
             cursor=request.query_params.get("cursor"),
         )
     except ValueError as exc:
         raise ApiError(422, "invalid_input", str(exc), fields={"cursor": str(exc)}) from None
-    return ContactPage(items=[ContactOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
+    return ContactPage(items=[ContactOut(**item) for item in page.items], next_cursor=page.next_cursor)
 
 
-@endpoint("POST", "/contacts", summary="Create a contact", body=ContactIn, response=ContactOut, status=201,
-          errors=(400, 401, 422))
+@endpoint("POST", "/contacts", summary="Create a contact", permission=("contacts", "create"), body=ContactIn,
+          response=ContactOut, status=201, errors=(400, 401, 403, 422))
 async def create_contact(request: Request, body: ContactIn) -> BaseModel:
-    caller = request.state.caller
-    contact = await actions.create_contact(caller.tenant.id, caller.identity.id, body)
-    return ContactOut.model_validate(contact)
+    return ContactOut(**await actions.create_contact(actor_of(request), body))
 
 
-@endpoint("GET", "/contacts/{contact_id}", summary="Get one contact", response=ContactOut, errors=(401, 404))
+@endpoint("GET", "/contacts/{contact_id}", summary="Get one contact", permission=("contacts", "view"),
+          response=ContactOut, errors=(401, 403, 404))
 async def get_contact(request: Request, body: None) -> BaseModel:
     try:
-        contact = await queries.get_contact(request.state.caller.tenant.id, _contact_id(request))
+        return ContactOut(**await queries.get_contact(actor_of(request), _contact_id(request)))
     except queries.ContactNotFound:
-        raise ApiError(404, "not_found", "There is no such contact.") from None
-    return ContactOut.model_validate(contact)
+        raise _not_found() from None
 
 
-@endpoint("PATCH", "/contacts/{contact_id}", summary="Change some fields of a contact", body=ContactPatch,
-          response=ContactOut, errors=(400, 401, 404, 422))
+@endpoint("PATCH", "/contacts/{contact_id}", summary="Change some fields of a contact",
+          permission=("contacts", "edit"), body=ContactPatch, response=ContactOut, errors=(400, 401, 403, 404, 422))
 async def update_contact(request: Request, body: ContactPatch) -> BaseModel:
     try:
-        contact = await actions.update_contact(request.state.caller.tenant.id, _contact_id(request), body)
+        return ContactOut(**await actions.update_contact(actor_of(request), _contact_id(request), body))
     except queries.ContactNotFound:
-        raise ApiError(404, "not_found", "There is no such contact.") from None
+        raise _not_found() from None
     except ValueError as exc:
         raise ApiError(422, "invalid_input", str(exc), fields={"name": "This field cannot be empty."}) from None
-    return ContactOut.model_validate(contact)
 
 
-@endpoint("DELETE", "/contacts/{contact_id}", summary="Delete a contact", status=204, errors=(401, 404))
+@endpoint("DELETE", "/contacts/{contact_id}", summary="Delete a contact", permission=("contacts", "delete"),
+          status=204, errors=(401, 403, 404))
 async def delete_contact(request: Request, body: None) -> None:
     try:
-        await actions.delete_contact(request.state.caller.tenant.id, _contact_id(request))
+        await actions.delete_contact(actor_of(request), _contact_id(request))
     except queries.ContactNotFound:
-        raise ApiError(404, "not_found", "There is no such contact.") from None
+        raise _not_found() from None
 
 
 class Me(BaseModel):
@@ -93,7 +99,8 @@ class Me(BaseModel):
     role: str
 
 
-@endpoint("GET", "/me", summary="The token's person and workspace", response=Me, errors=(401,), tag="account")
+@endpoint("GET", "/me", summary="The token's person and workspace", permission=None, response=Me, errors=(401,),
+          tag="account")
 async def me(request: Request, body: None) -> BaseModel:
     caller = request.state.caller
     return Me(workspace_slug=caller.tenant.slug, workspace_name=caller.tenant.name,

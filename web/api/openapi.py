@@ -24,6 +24,8 @@ _ERROR_SCHEMA = {
                 "message": {"type": "string", "description": "What is wrong, in words a person can act on."},
                 "fields": {"type": "object", "additionalProperties": {"type": "string"},
                            "description": "Per-field messages for invalid input."},
+                "permission": {"type": "string",
+                               "description": "With 403 permission_denied: the permission the role lacks."},
             },
         }
     },
@@ -55,7 +57,8 @@ def openapi_document() -> dict[str, Any]:
     for ep in ENDPOINTS:
         op: dict[str, Any] = {"operationId": ep.operation_id, "summary": ep.summary, "tags": [ep.tag]}
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "integer" if name.endswith("_id") else "string"}}
             for name in _path_params(ep.path)
         ]
         params += [
@@ -73,7 +76,11 @@ def openapi_document() -> dict[str, Any]:
             ok["content"] = {"application/json": {"schema": _add_model(components, ep.response)}}
         if ep.status == 204:
             ok = {"description": "No content"}
-        op["responses"] = {str(ep.status): ok, **{str(s): _error_response(s) for s in ep.errors}}
+        errors = set(ep.errors) | ({403} if ep.permission is not None else set())
+        op["responses"] = {str(ep.status): ok, **{str(s): _error_response(s) for s in sorted(errors)}}
+        if ep.permission is not None:
+            # which role permission the call needs; a role without it gets 403 permission_denied
+            op["x-kith-permission"] = f"{ep.permission[0]}: {ep.permission[1]}"
         if ep.auth:
             op["security"] = [{"bearer": []}]
         paths.setdefault(API_PREFIX + ep.path, {})[ep.method.lower()] = op

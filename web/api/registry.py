@@ -26,6 +26,11 @@ class QueryParam:
     required: bool = False
 
 
+# What an endpoint needs: (object type, action) such as ("contacts", "view"), or
+# ("workspace", "manage_roles"); None for routes any signed-in caller may use (about themselves).
+Permission = tuple[str, str] | None
+
+
 @dataclass
 class Endpoint:
     method: str
@@ -33,6 +38,7 @@ class Endpoint:
     handler: Handler
     summary: str
     operation_id: str
+    permission: Permission
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
@@ -50,6 +56,7 @@ def endpoint(
     path: str,
     *,
     summary: str,
+    permission: Permission,
     body: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
     status: int = 200,
@@ -58,11 +65,16 @@ def endpoint(
     tag: str = "contacts",
     errors: tuple[int, ...] = (),
 ) -> Callable[[Handler], Handler]:
-    """Register an API endpoint. The handler gets (request, body) and returns a model, None or a Response."""
+    """Register an API endpoint. The handler gets (request, body) and returns a model, None or a Response.
+
+    `permission` is declared, never inferred: the role-matrix test walks every endpoint with every
+    built-in role and checks that the actions below the web layer allow or deny exactly as declared.
+    """
 
     def register(fn: Handler) -> Handler:
         ENDPOINTS.append(
-            Endpoint(method, path, fn, summary, fn.__name__, body, response, status, query, auth, tag, errors)
+            Endpoint(method, path, fn, summary, fn.__name__, permission, body, response, status, query, auth, tag,
+                     errors)
         )
         return fn
 
@@ -91,7 +103,8 @@ def _wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             return result
         if result is None:
             return Response(status_code=ep.status)
-        return JSONResponse(result.model_dump(mode="json"), status_code=ep.status)
+        # exclude_unset: a field left out on purpose (hidden from the caller's role) stays absent
+        return JSONResponse(result.model_dump(mode="json", exclude_unset=True), status_code=ep.status)
 
     run.__name__ = ep.operation_id
     return run

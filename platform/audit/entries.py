@@ -1,0 +1,132 @@
+"""Reading a tenant's audit log: filters and keyset pagination, newest first.
+
+Used by the viewer, the API and exports, always inside the tenant's scope; the caller
+checks the permission ("manage_settings") before calling.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from kith.platform.audit.log import raw_connection
+
+MAX_PAGE = 200
+_SELECT = (
+    "SELECT seq, at, actor_kind, actor_id, token_id, actor_label, ip, user_agent, request_id,"
+    " object_type, object_id, action, diff::text AS diff, prev_hash, hash, key_id FROM audit_log"
+)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the viewer narrows entries by; empty fields match everything.
+
+    actor: an email (or part of one, any case) or an identity id; action: an action or the
+    start of one ("contact" finds "contact.update"); since/until: aware datetimes, until excluded.
+    """
+
+    actor: str = ""
+    object_type: str = ""
+    object_id: str = ""
+    action: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def described(self) -> dict[str, str]:
+        """The filters in use, as text (what an export's own audit entry records)."""
+        out = {k: (v.isoformat() if isinstance(v, datetime) else str(v)) for k, v in asdict(self).items() if v}
+        return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: datetime
+    actor_kind: str
+    actor_id: str
+    token_id: int | None
+    actor_label: str
+    ip: str
+    user_agent: str
+    request_id: str
+    object_type: str
+    object_id: str
+    action: str
+    diff: Any
+    prev_hash: str
+    hash: str
+    key_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as a JSON-ready dict (time in ISO 8601, UTC)."""
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    items: list[AuditEntry]
+    next_before: int | None  # pass as `before_seq` for the next (older) page
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(f: AuditFilter, before_seq: int | None, through_seq: int | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if f.actor:
+        actor = f.actor.strip()
+        if actor.isdigit():
+            clauses.append(f"actor_id = {param(actor)}")
+        else:
+            clauses.append(f"actor_label ILIKE {param('%' + _like_escape(actor) + '%')}")
+    if f.object_type:
+        clauses.append(f"object_type = {param(f.object_type.strip())}")
+    if f.object_id:
+        clauses.append(f"object_id = {param(f.object_id.strip())}")
+    if f.action:
+        action = f.action.strip()
+        clauses.append(f"(action = {param(action)} OR action LIKE {param(_like_escape(action) + '.%')})")
+    if f.since is not None:
+        clauses.append(f"at >= {param(f.since)}")
+    if f.until is not None:
+        clauses.append(f"at < {param(f.until)}")
+    if before_seq is not None:
+        clauses.append(f"seq < {param(before_seq)}")
+    if through_seq is not None:
+        clauses.append(f"seq <= {param(through_seq)}")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _entry(row: Any) -> AuditEntry:
+    values = dict(row)
+    values["diff"] = None if values["diff"] is None else json.loads(values["diff"])
+    return AuditEntry(**values)
+
+
+async def list_entries(
+    tx: Any, f: AuditFilter, *, before_seq: int | None = None, limit: int = 50, through_seq: int | None = None
+) -> AuditPage:
+    """One page of entries matching `f`, newest first, older than `before_seq` (keyset)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    where, params = _where(f, before_seq, through_seq)
+    params.append(limit + 1)
+    rows = await raw_connection(tx).fetch(f"{_SELECT}{where} ORDER BY seq DESC LIMIT ${len(params)}", *params)
+    items = [_entry(r) for r in rows[:limit]]
+    return AuditPage(items=items, next_before=items[-1].seq if len(rows) > limit else None)
+
+
+async def head_seq(tx: Any) -> int:
+    """The newest entry's seq (0 when the log is empty)."""
+    return int(await raw_connection(tx).fetchval("SELECT coalesce(max(seq), 0) FROM audit_log"))

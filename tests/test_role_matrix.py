@@ -1,0 +1,123 @@
+"""The role matrix: every API endpoint, called by a member of every built-in role, is refused
+with 403 exactly when the declared matrix (BUILT_IN_ROLES x the endpoint's declared
+permission) denies it. A new endpoint without a declared permission, or with a body or
+path parameter this test cannot fill, fails here with its name."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from kith.platform.access.rules import (
+    ACTIONS,
+    BUILT_IN_ROLE_KEYS,
+    BUILT_IN_ROLES,
+    WORKSPACE,
+    WORKSPACE_PERMISSIONS,
+    matrix_allows,
+    object_type,
+)
+from kith.platform.db import tenant_scope
+from kith.web.api.registry import ENDPOINTS, Endpoint
+
+from .conftest import Services, Workspace, make_workspace
+from .factories import Member, add_member, owner_token
+from .web_helpers import client
+
+_n = itertools.count(1)
+
+# A minimal valid body per request model; a new model must be added here (the test says so).
+SAMPLE_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
+    "ContactIn": lambda: {"name": "Matrix contact"},
+    "ContactPatch": lambda: {"notes": "checked by the role matrix"},
+    "RoleIn": lambda: {"name": f"Matrix role {next(_n)}", "grants": {"contacts": ["view"]}},
+    "RolePatch": lambda: {"name": f"Matrix role renamed {next(_n)}"},
+    "MemberRoleIn": lambda: {"role": "sales"},
+    "TeamIn": lambda: {"name": f"Matrix team {next(_n)}"},
+    "TeamMemberIn": lambda: {"is_manager": False},
+}
+
+
+@dataclass
+class Setting:
+    ws: Workspace
+    owner: dict[str, str]
+    members: dict[str, Member]
+    target: Member  # whose role and team membership the calls change
+
+
+@pytest.fixture(scope="module")
+async def setting(db: Services) -> Setting:
+    ws = await make_workspace("matrix")
+    members = {role: await add_member(ws, role) for role in BUILT_IN_ROLE_KEYS}
+    target = await add_member(ws, "sales")
+    return Setting(ws, await owner_token(ws), members, target)
+
+
+def test_every_endpoint_declares_a_known_permission() -> None:
+    missing = [f"{ep.method} {ep.path}" for ep in ENDPOINTS if not hasattr(ep, "permission")]
+    assert not missing, f"endpoints without a declared permission (add permission=... to endpoint()): {missing}"
+    for ep in ENDPOINTS:
+        if ep.permission is None:
+            continue
+        kind, name = ep.permission
+        if kind == WORKSPACE:
+            assert name in WORKSPACE_PERMISSIONS, f"{ep.method} {ep.path}: unknown workspace permission {name!r}"
+        else:
+            assert object_type(kind) is not None, f"{ep.method} {ep.path}: unknown object type {kind!r}"
+            assert name in ACTIONS, f"{ep.method} {ep.path}: unknown action {name!r}"
+
+
+async def _path_values(s: Setting, member: Member) -> dict[str, str]:
+    """Fresh records for one role's walk, so an allowed call always finds what it names."""
+    async with tenant_scope(s.ws.tenant_id) as tx:
+        # owned by the member, so own, team and all scopes all reach it
+        rows = await tx.execute_query_dict(
+            "INSERT INTO contacts (name, created_by_id, owner_id) VALUES ('Matrix', $1, $1) RETURNING id",
+            [member.identity_id],
+        )
+    async with client(headers=s.owner) as c:
+        role = await c.post("/api/v1/roles", json={"name": f"Matrix fixture {next(_n)}"})
+        team = await c.post("/api/v1/teams", json={"name": f"Matrix fixture {next(_n)}"})
+        assert role.status_code == 201 and team.status_code == 201, (role.text, team.text)
+        await c.put(f"/api/v1/teams/{team.json()['id']}/members/{s.target.identity_id}", json={})
+    return {"contact_id": str(rows[0]["id"]), "key": role.json()["key"], "team_id": str(team.json()["id"]),
+            "identity_id": str(s.target.identity_id)}
+
+
+def _order(ep: Endpoint) -> tuple[int, int]:
+    # deletions last, the most nested first, so no call loses the record it names
+    return (1, -ep.path.count("/")) if ep.method == "DELETE" else (0, 0)
+
+
+@pytest.mark.parametrize("role", BUILT_IN_ROLE_KEYS)
+async def test_each_role_is_allowed_and_denied_as_declared(setting: Setting, role: str) -> None:
+    member = setting.members[role]
+    values = await _path_values(setting, member)
+    wrong: list[str] = []
+    async with client(headers=member.headers) as c:
+        for ep in sorted(ENDPOINTS, key=_order):
+            path = ep.path
+            for name, value in values.items():
+                path = path.replace("{" + name + "}", value)
+            assert "{" not in path, f"{ep.method} {ep.path}: no test value for a path parameter; add it to _path_values"
+            kwargs: dict[str, Any] = {}
+            if ep.body is not None:
+                sample = SAMPLE_BODIES.get(ep.body.__name__)
+                assert sample is not None, f"{ep.method} {ep.path}: add a sample {ep.body.__name__} to SAMPLE_BODIES"
+                kwargs["json"] = sample()
+            resp = await c.request(ep.method, "/api/v1" + path, **kwargs)
+            allowed = matrix_allows(BUILT_IN_ROLES[role], ep.permission)
+            label = f"{ep.method} {ep.path} as {role} (declared {ep.permission}): {resp.status_code} {resp.text[:200]}"
+            if allowed and not 200 <= resp.status_code < 300:
+                wrong.append("expected success, got " + label)
+            if not allowed:
+                if resp.status_code != 403 or resp.json()["error"]["code"] != "permission_denied":
+                    wrong.append("expected 403 permission_denied, got " + label)
+                elif resp.json()["error"]["permission"] != f"{ep.permission[0]}: {ep.permission[1]}":
+                    wrong.append("the 403 names another permission: " + label)
+    assert not wrong, "\n".join(wrong)
