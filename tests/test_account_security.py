@@ -4,7 +4,9 @@ sessions and tokens a person can see and revoke, password change; each audited."
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import os
 import re
 import time
@@ -19,6 +21,7 @@ from kith.platform.config import reset_settings, restored_environment
 from kith.platform.db import platform_tx, tenant_scope
 from kith.platform.identity.models import Identity, Membership, RecoveryCode
 from kith.platform.identity.passwords import verify_password
+from kith.platform.identity.ratelimit import Attempt, Lockout, begin_attempt
 from kith.platform.identity.tokens import create_api_token
 
 from .conftest import Workspace, make_workspace
@@ -62,8 +65,6 @@ async def _code(c: httpx.AsyncClient, code: str) -> httpx.Response:
 
 async def _actions(tenant_id: int) -> list[tuple[str, dict[str, Any] | None]]:
     """The tenant's audit log, oldest first: (action, diff)."""
-    import json
-
     async with tenant_scope(tenant_id) as tx:
         rows = await tx.execute_query_dict("SELECT action, diff FROM audit_log ORDER BY seq")
     return [(r["action"], json.loads(r["diff"]) if isinstance(r["diff"], str) else r["diff"]) for r in rows]
@@ -224,7 +225,7 @@ async def test_two_factor_enrolment_login_reuse_and_recovery_codes(workspace: Wo
         assert left and left.group(1) == "8"
 
     names = await _action_names(workspace.tenant_id)
-    assert "2fa.enable" in names
+    assert "2fa.enable" in names and names.count("logout") == 3
     factors = [d["factor"] for a, d in await _actions(workspace.tenant_id) if a == "login.success" and d]
     assert factors[-3:] == ["totp", "recovery", "recovery"]
     second = [d for a, d in await _actions(workspace.tenant_id) if a == "login.failure" and d]
@@ -411,3 +412,12 @@ async def test_tokens_across_workspaces_are_listed_and_revocable(workspace: Work
     second_log = await _actions(second.tenant_id)
     assert [d["name"] for a, d in second_log if a == "token.create" and d] == ["second sync"]
     assert "token.revoke" not in [a for a, _ in second_log]
+
+
+async def test_a_parallel_burst_gets_no_more_password_checks_than_the_limit(db: object) -> None:
+    email = f"burst-{os.getpid()}-{next(_ips)}@example.com"
+    results = await asyncio.gather(*(begin_attempt(email, f"192.0.2.{n}") for n in range(12)))
+    allowed = [r for r in results if isinstance(r, Attempt)]
+    refused = [r for r in results if isinstance(r, Lockout)]
+    assert len(allowed) == 5 and len(refused) == 7  # counted before the check, so a race cannot overrun it
+    assert all(r.scope == "email" for r in refused)

@@ -189,24 +189,6 @@ def _jsonl(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _with_audit_routes() -> None:
-    """Serve the audit pages and API in the test app, whether or not web/app.py lists them yet."""
-    from starlette.routing import Mount, Route
-
-    from kith.web import audit_pages
-    from kith.web.api import audit as audit_api
-    from kith.web.api.registry import ENDPOINTS, _wrap
-    from tests.web_helpers import app
-
-    router = app().router
-    if not any(isinstance(r, Route) and r.path == "/t/{slug}/settings/audit" for r in router.routes):
-        router.routes[0:0] = audit_pages.routes
-    endpoint = next(ep for ep in ENDPOINTS if ep.handler is audit_api.list_audit_entries)
-    for mount in (r for r in router.routes if isinstance(r, Mount) and r.path.endswith("/api/v1")):
-        if not any(isinstance(r, Route) and r.path == "/audit" for r in mount.routes):
-            mount.routes.insert(0, Route("/audit", _wrap(endpoint), methods=["GET"]))
-
-
 async def _member(ws: Workspace, role: str) -> Workspace:
     """A person with `role` in `ws` (and a workspace of their own, from signup)."""
     from kith.platform.identity.models import Membership
@@ -229,7 +211,6 @@ async def _seed_entries(ws: Workspace) -> None:
 async def test_viewer_filters_and_pages(workspace: Workspace) -> None:
     from tests.web_helpers import client, login
 
-    _with_audit_routes()
     await _seed_entries(workspace)
     page = f"/t/{workspace.slug}/settings/audit"
     async with client() as c:
@@ -257,7 +238,6 @@ async def test_viewer_filters_and_pages(workspace: Workspace) -> None:
 async def test_exports_are_downloads_and_are_audited(workspace: Workspace) -> None:
     from tests.web_helpers import client, csrf_from, login
 
-    _with_audit_routes()
     await _seed_entries(workspace)
     page = f"/t/{workspace.slug}/settings/audit"
     async with client() as c:
@@ -295,7 +275,6 @@ async def test_exports_are_downloads_and_are_audited(workspace: Workspace) -> No
 async def test_retention_form_is_audited(workspace: Workspace) -> None:
     from tests.web_helpers import client, csrf_from, login
 
-    _with_audit_routes()
     page = f"/t/{workspace.slug}/settings/audit"
     async with client() as c:
         await login(c, workspace.email, workspace.password)
@@ -312,7 +291,6 @@ async def test_read_only_role_is_refused_everywhere(workspace: Workspace) -> Non
     from kith.platform.identity.tokens import create_api_token
     from tests.web_helpers import assert_error, client, csrf_from, login
 
-    _with_audit_routes()
     await _seed_entries(workspace)
     reader = await _member(workspace, "read_only")
     page = f"/t/{workspace.slug}/settings/audit"

@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from kith.platform.access.rules import PermissionDenied
 from kith.platform.identity.account import (
     AccountError,
     active_sessions,
@@ -32,10 +31,9 @@ from kith.platform.identity.totp import (
     TwoFactorError,
     begin_enrolment,
     confirm_enrolment,
-    members_two_factor,
     recovery_codes_left,
     set_workspace_requires_2fa,
-    workspace_requires_2fa,
+    workspace_security,
 )
 from kith.web.auth_pages import client_info
 from kith.web.edge import SESSION_COOKIE, actor_of
@@ -224,25 +222,18 @@ async def password(request: Request) -> Response:
     return response
 
 
-def _require_manage_settings(request: Request) -> None:
-    """Only people who may manage the workspace's settings change its security settings."""
-    membership = request.state.caller.membership
-    # Interim rule; the permission policy's require_manage("manage_settings") replaces this line.
-    if membership.role not in ("owner", "admin"):
-        raise PermissionDenied(membership.role, "manage_settings")
-
-
-async def workspace_security(request: Request) -> Response:
-    """A workspace's security settings: whether its members must use two-factor authentication."""
+async def workspace_security_page(request: Request) -> Response:
+    """A workspace's security settings: whether its members must use two-factor authentication.
+    The actions check the "manage_settings" permission; a refusal is the 403 page."""
     form = await read_form(request) if request.method == "POST" else None
-    _require_manage_settings(request)
-    caller = request.state.caller
+    actor = actor_of(request)
     if form is not None:
-        await set_workspace_requires_2fa(actor_of(request), form_str(form, "require_2fa") == "on")
-        return RedirectResponse(f"/t/{caller.tenant.slug}/settings/security?done=workspace", status_code=303)
+        await set_workspace_requires_2fa(actor, form_str(form, "require_2fa") == "on")
+        return RedirectResponse(f"/t/{request.state.caller.tenant.slug}/settings/security?done=workspace",
+                                status_code=303)
+    current = await workspace_security(actor)
     return render(request, "account/workspace_security.html", {
-        "require_2fa": await workspace_requires_2fa(caller.tenant.id),
-        "members": await members_two_factor(caller.tenant.id),
+        "require_2fa": current.require_2fa, "members": current.members,
         "notice": NOTICES.get(request.query_params.get("done", ""), ""),
     })
 
@@ -256,5 +247,5 @@ routes = [
     Route("/account/sessions/{session_id}/revoke", session_revoke, methods=["POST"]),
     Route("/account/tokens/{token_id}/revoke", token_revoke, methods=["POST"]),
     Route("/account/password", password, methods=["GET", "POST"]),
-    Route("/t/{slug}/settings/security", workspace_security, methods=["GET", "POST"]),
+    Route("/t/{slug}/settings/security", workspace_security_page, methods=["GET", "POST"]),
 ]

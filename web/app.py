@@ -20,8 +20,18 @@ from kith.platform.config import get_settings
 from kith.platform.db import close_db, init_db
 from kith.platform.observability import configure_logging, get_logger, init_sentry
 from kith.tenants.registry import TENANT_MODEL_MODULES
-from kith.web import account_pages, admin_pages, auth_pages, contact_pages, dev_pages, health, token_pages
+from kith.web import (
+    account_pages,
+    admin_pages,
+    audit_pages,
+    auth_pages,
+    contact_pages,
+    dev_pages,
+    health,
+    token_pages,
+)
 from kith.web.api import admin as _admin_api  # noqa: F401 - registers the administration endpoints
+from kith.web.api import audit as _audit_api  # noqa: F401 - registers the audit endpoint
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
 from kith.web.api.openapi import openapi_document
 from kith.web.api.registry import api_routes
@@ -99,6 +109,7 @@ def create_app() -> Starlette:
         *contact_pages.routes,
         *token_pages.routes,
         *admin_pages.routes,
+        *audit_pages.routes,
         *dev_pages.routes,
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
     ]

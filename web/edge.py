@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kith.platform.access.actor import Actor
+from kith.platform.access.session import acting_as
 from kith.platform.db import platform_tx
 from kith.platform.identity.models import Identity, Membership
 from kith.platform.identity.sessions import load_session, membership_for
@@ -52,7 +53,11 @@ class Caller:
 
 def actor_of(request: Request) -> Actor:
     """The caller of a tenant request as an Actor, for actions and queries below the web layer."""
-    caller: Caller = request.state.caller
+    return _actor(request.state.caller, request.scope)
+
+
+def _actor(caller: Caller, scope: Scope) -> Actor:
+    client = scope.get("client")
     return Actor(
         kind="token" if caller.via == "token" else "user",
         tenant_id=caller.tenant.id,
@@ -60,9 +65,9 @@ def actor_of(request: Request) -> Actor:
         identity_id=caller.identity.id,
         label=caller.identity.email,
         token_id=caller.token_id,
-        ip=request.client.host if request.client else "",
-        user_agent=request.headers.get("user-agent", "")[:300],
-        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+        ip=client[0] if client else "",
+        user_agent=Headers(scope=scope).get("user-agent", "")[:300],
+        request_id=str(scope.get("state", {}).get("request_id", "")),
     )
 
 
@@ -149,7 +154,11 @@ class EdgeMiddleware:
             return self.error_page(scope, 404, "There is no such workspace, or you are not a member of it.")
         if await must_enrol(session.identity, tenant.id):  # the workspace requires 2FA; tokens are not affected
             return RedirectResponse(f"/account/security?required={quote(tenant.slug, safe='')}", status_code=303)
-        state["caller"] = Caller(tenant=tenant, identity=session.identity, membership=member, via="session")
+        caller = Caller(tenant=tenant, identity=session.identity, membership=member, via="session")
+        state["caller"] = caller
+        # pages show only what the role may use (the actions enforce it either way)
+        async with acting_as(_actor(caller, scope)) as tenant_session:
+            state["policy"] = tenant_session.policy
         return None
 
     def _tenant_refusal(self, scope: Scope, tenant: Tenant | None, api: bool) -> Response | None:

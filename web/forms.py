@@ -64,6 +64,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     state = request.scope.get("state", {})
     ctx.setdefault("caller", state.get("caller"))
     ctx.setdefault("identity", state.get("identity"))
+    ctx.setdefault("policy", state.get("policy"))
     response = templates.TemplateResponse(request, template, ctx, status_code=status)
     new = state.get("new_csrf")
     if new:

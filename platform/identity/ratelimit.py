@@ -176,23 +176,8 @@ async def release(attempt: Attempt) -> None:
         await _rows(tx, _UNCOUNT, "ip", attempt.ip_key)
 
 
-async def current_lockout(email: str) -> Lockout | None:
-    """The lock on an email right now, if any (without counting an attempt)."""
-    async with platform_tx() as tx:
-        rows = await _rows(
-            tx, "SELECT locked_until FROM public.login_throttles"
-                " WHERE scope = 'email' AND key = $1 AND locked_until > now()", normalise_email(email))
-    return Lockout("email", rows[0]["locked_until"]) if rows else None
-
-
 async def _sweep(tx: TransactionalDBClient, window: timedelta) -> None:
     await _rows(
         tx, "DELETE FROM public.login_throttles WHERE window_started_at < now() - 2 * $1::interval"
             " AND (locked_until IS NULL OR locked_until < now())", window)
 
-
-async def sweep_stale_throttles() -> None:
-    """Delete rows whose window and lock are long over (also done now and then by begin_attempt)."""
-    _, _, window = _limits()
-    async with platform_tx() as tx:
-        await _sweep(tx, window)

@@ -65,15 +65,6 @@ async def mark_signed_in(identity_id: int) -> None:
         await Identity.filter(id=identity_id).using_db(tx).update(last_login_at=datetime.now(UTC))
 
 
-async def authenticate_password(email: str, password: str) -> Identity | None:
-    """The identity if email and password match; same work either way."""
-    result = await check_password(email, password)
-    if result.identity is None or not result.ok:
-        return None
-    await mark_signed_in(result.identity.id)
-    return result.identity
-
-
 async def start_session(identity: Identity, *, ip: str = "", user_agent: str = "") -> str:
     """Create a session and return the raw token for the cookie."""
     raw = secrets.token_urlsafe(32)
@@ -111,7 +102,8 @@ async def start_login_challenge(identity_id: int, *, next_url: str = "") -> str:
     raw = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     async with platform_tx() as tx:
-        await LoginChallenge.filter(identity_id=identity_id, expires_at__lte=now).using_db(tx).delete()
+        # live challenges last minutes, so the table stays tiny and this sweep is cheap
+        await LoginChallenge.filter(expires_at__lte=now).using_db(tx).delete()
         await LoginChallenge.create(
             token_hash=token_hash(raw), identity_id=identity_id, next_url=next_url[:2000],
             expires_at=now + CHALLENGE_LIFETIME, using_db=tx,

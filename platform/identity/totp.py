@@ -29,8 +29,8 @@ from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.expressions import Q
 
 from kith.platform.access.actor import Actor
-from kith.platform.audit.log import append_entry
-from kith.platform.db import platform_tx, tenant_scope
+from kith.platform.access.session import acting_as
+from kith.platform.db import platform_tx
 from kith.platform.identity.events import ClientInfo, record_account_event
 from kith.platform.identity.models import Identity, RecoveryCode
 
@@ -230,24 +230,40 @@ class MemberTwoFactor:
     two_factor_on: bool
 
 
-async def members_two_factor(tenant_id: int) -> list[MemberTwoFactor]:
-    """The workspace's active members with their two-factor state, those without it first."""
-    async with platform_tx() as tx:
-        rows = await tx.execute_query_dict(
+@dataclass(frozen=True)
+class WorkspaceSecurity:
+    """A workspace's security settings, as its administrators see them."""
+
+    require_2fa: bool
+    members: list[MemberTwoFactor]
+
+
+async def workspace_security(actor: Actor) -> WorkspaceSecurity:
+    """The actor's workspace's two-factor requirement and its members' two-factor state
+    (those without it first). Needs the workspace permission "manage_settings"."""
+    async with acting_as(actor) as session:
+        session.policy.require_manage("manage_settings")
+        required = await session.tx.execute_query_dict(
+            "SELECT require_2fa FROM public.tenants WHERE id = $1", [actor.tenant_id])
+        rows = await session.tx.execute_query_dict(
             "SELECT i.email, m.role, i.totp_enabled_at IS NOT NULL AS on_"
             " FROM public.memberships m JOIN public.identities i ON i.id = m.identity_id"
-            " WHERE m.tenant_id = $1 AND m.is_active ORDER BY on_, lower(i.email)", [tenant_id])
-    return [MemberTwoFactor(str(r["email"]), str(r["role"]), bool(r["on_"])) for r in rows]
+            " WHERE m.tenant_id = $1 AND m.is_active ORDER BY on_, lower(i.email)", [actor.tenant_id])
+    return WorkspaceSecurity(
+        require_2fa=bool(required and required[0]["require_2fa"]),
+        members=[MemberTwoFactor(str(r["email"]), str(r["role"]), bool(r["on_"])) for r in rows],
+    )
 
 
 async def set_workspace_requires_2fa(actor: Actor, required: bool) -> bool:
     """Turn the actor's workspace's two-factor requirement on or off, audited in the same
-    transaction; True if it changed. The caller checks the actor may manage settings."""
-    async with tenant_scope(actor.tenant_id) as tx:
-        changed = await tx.execute_query_dict(
+    transaction; True if it changed. Needs the workspace permission "manage_settings"."""
+    async with acting_as(actor) as session:
+        session.policy.require_manage("manage_settings")
+        changed = await session.tx.execute_query_dict(
             "UPDATE public.tenants SET require_2fa = $2, updated_at = now()"
             " WHERE id = $1 AND require_2fa IS DISTINCT FROM $2 RETURNING id", [actor.tenant_id, required])
         if changed:
-            await append_entry(tx, actor, action="settings.update", object_type="workspace",
-                               object_id=actor.tenant_id, diff={"require_2fa": [not required, required]})
+            await session.audit("settings.update", "workspace", actor.tenant_id,
+                                {"require_2fa": [not required, required]})
     return bool(changed)
