@@ -7,6 +7,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from kith.platform.identity.tokens import TokenError, create_api_token, revoke_api_token, tokens_of
+from kith.web.auth_pages import client_info
 from kith.web.forms import form_str, read_form, render
 
 
@@ -18,7 +19,8 @@ async def token_list(request: Request) -> Response:
     form = await read_form(request)
     try:
         _, raw = await create_api_token(
-            tenant_id=caller.tenant.id, identity_id=caller.identity.id, name=form_str(form, "name")
+            tenant_id=caller.tenant.id, identity_id=caller.identity.id, name=form_str(form, "name"),
+            client=client_info(request),
         )
     except TokenError as exc:
         context["error"] = str(exc)
@@ -35,7 +37,8 @@ async def token_revoke(request: Request) -> Response:
         token_id = int(request.path_params["token_id"])
     except ValueError:
         token_id = 0
-    await revoke_api_token(tenant_id=caller.tenant.id, identity_id=caller.identity.id, token_id=token_id)
+    await revoke_api_token(tenant_id=caller.tenant.id, identity_id=caller.identity.id, token_id=token_id,
+                           client=client_info(request))
     return RedirectResponse(f"/t/{caller.tenant.slug}/settings/tokens", status_code=303)
 
 
