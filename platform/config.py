@@ -47,6 +47,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "KITH_SECRET_KEY": ("", "Key for signing cookies and tokens. Unset in dev: generated once into KITH_DATA_DIR."),
     "KITH_AUDIT_KEY": ("", "HMAC key that chains the audit log; keep it outside the database. Unset in dev/test: "
                        "derived from KITH_SECRET_KEY. production refuses to start without it."),
+    "KITH_ENCRYPTION_KEYS": ("", "Keys for encryption at rest (AES-256-GCM) as id1:base64key,id2:base64key: the first "
+                             "encrypts, all decrypt (`kith keys rotate` re-encrypts with the first). Unset in "
+                             "dev/test: derived from KITH_SECRET_KEY. production refuses to start without it."),
     "KITH_BASE_URL": ("http://127.0.0.1:8000", "Public URL of the web app; https makes cookies Secure."),
     "KITH_LOGIN_MAX_FAILURES": ("5", "Failed sign-ins for one email within KITH_LOGIN_LOCKOUT_MINUTES that lock "
                                 "it for KITH_LOGIN_LOCKOUT_MINUTES."),
@@ -90,6 +93,7 @@ class Settings:
     redis_url: str
     secret_key: Secret
     audit_key: Secret
+    encryption_keys: Secret
     base_url: str
     login_max_failures: int
     login_max_failures_per_ip: int
@@ -150,6 +154,19 @@ def _audit_key(env: str, secret_key: Secret) -> Secret:
     return Secret(derived)
 
 
+def _encryption_keys(env: str, secret_key: Secret) -> Secret:
+    from kith.platform.crypto import derived_keys, parse_keys  # crypto reads settings: import late
+
+    given = _env("KITH_ENCRYPTION_KEYS")
+    if given:
+        parse_keys(given)  # a malformed keyring stops the process at start, not at the first decrypt
+        return Secret(given)
+    if env == "production":
+        # Derived from the cookie key, encrypted data would fall with it and could never rotate away.
+        raise RuntimeError("KITH_ENCRYPTION_KEYS must be set when KITH_ENV=production")
+    return Secret(derived_keys(secret_key.reveal()))
+
+
 def load_settings() -> Settings:
     """Read the environment once into typed settings."""
     env = _env("KITH_ENV")
@@ -164,6 +181,7 @@ def load_settings() -> Settings:
         redis_url=_env("REDIS_URL"),
         secret_key=secret_key,
         audit_key=_audit_key(env, secret_key),
+        encryption_keys=_encryption_keys(env, secret_key),
         base_url=_env("KITH_BASE_URL").rstrip("/"),
         login_max_failures=max(1, int(_env("KITH_LOGIN_MAX_FAILURES"))),
         login_max_failures_per_ip=max(1, int(_env("KITH_LOGIN_MAX_FAILURES_PER_IP"))),

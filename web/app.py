@@ -28,11 +28,13 @@ from kith.web import (
     contact_pages,
     dev_pages,
     health,
+    privacy_pages,
     token_pages,
 )
 from kith.web.api import admin as _admin_api  # noqa: F401 - registers the administration endpoints
 from kith.web.api import audit as _audit_api  # noqa: F401 - registers the audit endpoint
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
+from kith.web.api import privacy as _privacy_api  # noqa: F401 - registers the export and erasure endpoints
 from kith.web.api.openapi import openapi_document
 from kith.web.api.registry import api_routes
 from kith.web.edge import EdgeMiddleware, _is_api
@@ -107,6 +109,7 @@ def create_app() -> Starlette:
         *auth_pages.routes,
         *account_pages.routes,
         *contact_pages.routes,
+        *privacy_pages.routes,
         *token_pages.routes,
         *admin_pages.routes,
         *audit_pages.routes,

@@ -28,7 +28,10 @@ def _base(request: Request) -> str:
 
 
 def _form_values(form: Any, hidden: frozenset[str]) -> dict[str, str]:
-    return {k: form_str(form, k) for k in FIELDS if k not in hidden}
+    values = {k: form_str(form, k) for k in FIELDS if k not in hidden}
+    if "marketing_consent" not in hidden and form.get("marketing_consent") is not None:
+        values["marketing_consent"] = form_str(form, "marketing_consent")
+    return values
 
 
 async def contact_list(request: Request) -> Response:
@@ -72,7 +75,7 @@ async def contact_edit(request: Request) -> Response:
         return render(request, "error.html", NO_SUCH_CONTACT, status=404)
     hidden = await queries.hidden_fields(actor)
     context: dict[str, Any] = {"contact": contact, "errors": {}, "hidden": hidden,
-                               "values": {k: contact.get(k, "") for k in FIELDS}}
+                               "values": {k: contact.get(k, "") for k in (*FIELDS, "marketing_consent")}}
     if request.method == "GET":
         return render(request, "contacts/form.html", context)
     values = _form_values(await read_form(request), hidden)

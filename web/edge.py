@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import acting_as
 from kith.platform.db import platform_tx
+from kith.platform.identity.events import ClientInfo
 from kith.platform.identity.models import Identity, Membership
 from kith.platform.identity.sessions import load_session, membership_for
 from kith.platform.identity.tokens import authenticate_token
@@ -176,7 +177,10 @@ class EdgeMiddleware:
         scheme, _, raw = auth.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             return _api_error(401, "not_authenticated", "Send an API token: 'Authorization: Bearer <token>'.")
-        found = await authenticate_token(raw.strip())
+        client = scope.get("client")
+        found = await authenticate_token(raw.strip(), ClientInfo(
+            ip=client[0] if client else "", user_agent=headers.get("user-agent", "")[:300],
+            request_id=str(state.get("request_id", ""))))
         if found is None:
             return _api_error(401, "invalid_token", "The API token is not valid, was revoked, or its owner "
                                                     "is no longer a member of the workspace.")

@@ -29,12 +29,23 @@ SCOPES: tuple[str, ...] = ("own", "team", "all")
 
 @dataclass(frozen=True)
 class ObjectType:
-    """A kind of CRM record permissions apply to, with the fields a role may be denied."""
+    """A kind of CRM record permissions apply to, with the fields a role may be denied.
+
+    `sensitive` names the fields whose reading is audited (issue 4: "reads of sensitive
+    fields"): every query that returns one of them to a person or token records it.
+    """
 
     name: str
     label: str
     fields: tuple[str, ...]
     owner_field: str = "owner_id"
+    sensitive: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # a sensitive field that is not a field would silently never be audited
+        unknown = [f for f in self.sensitive if f not in self.fields]
+        if unknown:
+            raise ValueError(f"object type '{self.name}': sensitive fields {unknown} are not among its fields")
 
 
 _OBJECT_TYPES: dict[str, ObjectType] = {}

@@ -7,16 +7,18 @@ actions and queries in tenants/ take an Actor and work inside `acting_as(actor)`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tortoise.backends.base.client import TransactionalDBClient
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.policy import Policy, load_policy
+from kith.platform.access.rules import object_type as registered_type
 from kith.platform.audit.log import append_entry
+from kith.platform.audit.subjects import Subject
 from kith.platform.db import tenant_scope
 
 
@@ -25,6 +27,10 @@ class TenantSession:
     tx: TransactionalDBClient
     actor: Actor
     policy: Policy
+    # set once a read entry turned synchronous commit off for this transaction
+    _async_commit: bool = field(default=False, repr=False)
+    # set once a change was recorded: its commit stays synchronous whatever is read after
+    _changed: bool = field(default=False, repr=False)
 
     def require(self, object_type: str, action: str) -> None:
         """Raise PermissionDenied unless the actor's role grants `action` on `object_type`."""
@@ -44,11 +50,70 @@ class TenantSession:
         object_type: str,
         object_id: str | int | None = None,
         diff: dict[str, Any] | None = None,
+        subject: Subject | None = None,
     ) -> int:
-        """Append an audit entry in this transaction: it commits or rolls back with the change."""
+        """Append an audit entry in this transaction: it commits or rolls back with the change.
+        With `subject` (e.g. ("contacts", 42)) the diff's values are encrypted with that person's key."""
+        if not action.endswith(".read_sensitive"):
+            self._changed = True
+            if self._async_commit:
+                # a change is recorded: this transaction's commit must be durable again
+                await self.tx.execute_query("SET LOCAL synchronous_commit = on")
+                self._async_commit = False
         return await append_entry(
-            self.tx, self.actor, action=action, object_type=object_type, object_id=object_id, diff=diff
+            self.tx, self.actor, action=action, object_type=object_type, object_id=object_id, diff=diff,
+            subject=subject,
         )
+
+
+    async def audit_read(
+        self,
+        object_type: str,
+        ids: Sequence[str | int],
+        fields: Iterable[str],
+        *,
+        listing: bool = False,
+    ) -> int | None:
+        """Record that the sensitive `fields` of the records `ids` were returned to the actor.
+
+        One entry per call, "<type>.read_sensitive": a single record names itself as the
+        object ({"fields": [...]}); a list page names no object and carries
+        {"ids": [...], "fields": [...]}. Only ids and field names are stored, never values,
+        so the read log adds no personal data of its own. Fields not declared sensitive, or
+        hidden from the actor's role (never returned), are left out; nothing is written
+        when nothing sensitive remains. Returns the entry's seq, or None.
+
+        Call it last in the transaction: the entry takes the tenant's audit lock, which is
+        held until commit, so reads of one tenant queue behind each other only for the
+        commit itself.
+        """
+        if self.actor.kind in ("job", "system"):
+            # Kith's own work (a job counting contacts for the welcome email, migrations,
+            # retention) reads for internal use and shows nothing to a person; what such
+            # work sends out (emails, exports) is audited where it leaves Kith. Auditing
+            # these reads would only bury the reads people make.
+            return None
+        declared = registered_type(object_type)
+        if declared is None or not ids:
+            return None
+        hidden = self.policy.hidden_fields(object_type)
+        wanted = set(fields)
+        shown = [f for f in declared.sensitive if f in wanted and f not in hidden]
+        if not shown:
+            return None
+        if not self._async_commit and not self._changed:
+            # A read entry makes a read-only transaction write; waiting for its WAL flush
+            # would add a disk sync to every list page. Commit asynchronously instead: a crash
+            # may lose the last fraction of a second of read entries (whole transactions, so
+            # the chain stays intact), never a change, because audit() turns it back on.
+            await self.tx.execute_query("SET LOCAL synchronous_commit = off")
+            self._async_commit = True
+        if listing:
+            return await self.audit(f"{object_type}.read_sensitive", object_type, None,
+                                    {"ids": list(ids), "fields": shown})
+        if len(ids) != 1:
+            raise ValueError("a single read names exactly one record; pass listing=True for a page")
+        return await self.audit(f"{object_type}.read_sensitive", object_type, ids[0], {"fields": shown})
 
 
 @asynccontextmanager

@@ -1,17 +1,20 @@
 """Reading a tenant's audit log: filters and keyset pagination, newest first.
 
 Used by the viewer, the API and exports, always inside the tenant's scope; the caller
-checks the permission ("manage_settings") before calling.
+checks the permission ("manage_settings") before calling. Diff values encrypted per person
+(kith.platform.audit.subjects) come back in clear, or as "[erased]" once the person's key
+was destroyed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from kith.platform.audit.log import raw_connection
+from kith.platform.audit.subjects import open_diffs
 
 MAX_PAGE = 200
 _SELECT = (
@@ -115,6 +118,12 @@ def _entry(row: Any) -> AuditEntry:
     return AuditEntry(**values)
 
 
+async def _entries(tx: Any, rows: list[Any]) -> list[AuditEntry]:
+    entries = [_entry(r) for r in rows]
+    diffs = await open_diffs(raw_connection(tx), [e.diff for e in entries])
+    return [replace(e, diff=d) if d is not e.diff else e for e, d in zip(entries, diffs, strict=True)]
+
+
 async def list_entries(
     tx: Any, f: AuditFilter, *, before_seq: int | None = None, limit: int = 50, through_seq: int | None = None
 ) -> AuditPage:
@@ -123,10 +132,21 @@ async def list_entries(
     where, params = _where(f, before_seq, through_seq)
     params.append(limit + 1)
     rows = await raw_connection(tx).fetch(f"{_SELECT}{where} ORDER BY seq DESC LIMIT ${len(params)}", *params)
-    items = [_entry(r) for r in rows[:limit]]
+    items = await _entries(tx, list(rows[:limit]))
     return AuditPage(items=items, next_before=items[-1].seq if len(rows) > limit else None)
 
 
 async def head_seq(tx: Any) -> int:
     """The newest entry's seq (0 when the log is empty)."""
     return int(await raw_connection(tx).fetchval("SELECT coalesce(max(seq), 0) FROM audit_log"))
+
+
+async def entries_about(tx: Any, object_type: str, object_id: str | int) -> list[AuditEntry]:
+    """Every entry about one object, archived ones included, oldest first, values decrypted
+    (what a data-subject export holds)."""
+    columns = _SELECT.split(" FROM ", 1)[0]
+    rows = await raw_connection(tx).fetch(
+        f"{columns} FROM audit_archive WHERE object_type = $1 AND object_id = $2"
+        f" UNION ALL {columns} FROM audit_log WHERE object_type = $1 AND object_id = $2 ORDER BY seq",
+        object_type, str(object_id))
+    return await _entries(tx, list(rows))

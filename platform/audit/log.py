@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from kith.platform.access.actor import Actor
+from kith.platform.audit.subjects import Subject, encrypt_diff, subject_key
 from kith.platform.config import get_settings
 from kith.platform.db import TenantUnavailable, platform_tx, tenant_scope
 
@@ -194,6 +195,7 @@ async def append_entry(
     object_type: str,
     object_id: str | int | None,
     diff: dict[str, Any] | None = None,
+    subject: Subject | None = None,
 ) -> int:
     """Append one entry to the tenant's audit log inside `tx`; returns its seq.
 
@@ -202,9 +204,16 @@ async def append_entry(
     with the change it records. It holds the tenant's audit lock until that transaction ends,
     so keep the rest of the transaction short. `diff` is {"field": [before, after], ...} for
     updates, or any JSON object describing the event.
+
+    `subject` (e.g. ("contacts", 42)) names the person the diff's values are about: they are
+    encrypted with that person's key (kith.platform.audit.subjects) before the entry is hashed,
+    so erasing the person later destroys the values and leaves the chain intact.
     """
+    conn = raw_connection(tx)
+    if subject is not None and diff:
+        diff = encrypt_diff(diff, await subject_key(conn, int(actor.tenant_id), subject))
     fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id, diff=diff)
-    return await _append(raw_connection(tx), int(actor.tenant_id), fields, platform=False)
+    return await _append(conn, int(actor.tenant_id), fields, platform=False)
 
 
 async def append_platform_entry(tx: Any, fields: EntryFields) -> int:

@@ -204,6 +204,9 @@ Exit status: 0 when everything is current, 1 when a tenant failed (named in the 
     from kith.platform.cli.audit import add_audit_parser  # argparse only: cheap to import
 
     add_audit_parser(commands)
+    from kith.platform.cli.keys import add_keys_parser  # argparse only: cheap to import
+
+    add_keys_parser(commands)
     return parser
 
 

@@ -70,10 +70,16 @@ async def create_api_token(
     return token, raw
 
 
-async def authenticate_token(raw: str) -> TokenAuth | None:
-    """The token's tenant and person, if the token is live and the membership active."""
+async def authenticate_token(raw: str, client: ClientInfo | None = None) -> TokenAuth | None:
+    """The token's tenant and person, if the token is live and the membership active.
+
+    Use is audited ("token.use") at most once per token per minute, alongside last_used_at:
+    an entry per request would double every API call's cost and bury the log, while a
+    minute's granularity still answers "was this token used, when and from where".
+    """
     if not raw.startswith(TOKEN_PREFIX):
         return None
+    first_use_this_minute = False
     async with platform_tx() as tx:
         token = await ApiToken.filter(token_hash=token_hash(raw), revoked_at=None).using_db(tx).select_related(
             "tenant", "identity"
@@ -87,9 +93,26 @@ async def authenticate_token(raw: str) -> TokenAuth | None:
             return None
         now = datetime.now(UTC)
         if token.last_used_at is None or now - token.last_used_at > _LAST_USED_GRANULARITY:
+            # conditional, so of concurrent first requests only one records the use
+            first_use_this_minute = bool(await ApiToken.filter(
+                id=token.id, last_used_at=token.last_used_at
+            ).using_db(tx).update(last_used_at=now))
             token.last_used_at = now
-            await token.save(update_fields=["last_used_at"], using_db=tx)
+    if first_use_this_minute:
+        await _audit_use(token, member, client or ClientInfo())
     return TokenAuth(token=token, tenant=token.tenant, identity=token.identity, membership=member)
+
+
+async def _audit_use(token: ApiToken, member: Membership, client: ClientInfo) -> None:
+    actor = Actor(kind="token", tenant_id=token.tenant_id, role=member.role, identity_id=token.identity_id,
+                  label=token.identity.email, token_id=token.id, ip=client.ip, user_agent=client.user_agent,
+                  request_id=client.request_id)
+    try:
+        async with tenant_scope(token.tenant_id) as tx:
+            await append_entry(tx, actor, action="token.use", object_type="api_token", object_id=token.id,
+                               diff={"prefix": token.prefix})
+    except TenantUnavailable:
+        pass  # the workspace went away meanwhile; the edge refuses the request anyway
 
 
 async def tokens_of(tenant_id: int, identity_id: int) -> list[ApiToken]:

@@ -9,6 +9,10 @@ workspace switch that makes two-factor authentication mandatory for its members.
   someone's shoulder cannot be replayed, not even within its own window.
 - Ten recovery codes (80 random bits each, stored as SHA-256) are shown once and each
   works once in place of a TOTP code.
+- The secrets are encrypted at rest (kith.platform.crypto), bound to their identity and
+  column. Values stored before encryption existed are still read as plain text, and
+  `kith keys rotate` encrypts them: a SQL migration cannot, since the keys never reach
+  the database.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tortoise.expressions import Q
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import acting_as
+from kith.platform.crypto import encrypt, reveal
 from kith.platform.db import platform_tx
 from kith.platform.identity.events import ClientInfo, record_account_event
 from kith.platform.identity.models import Identity, RecoveryCode
@@ -54,6 +59,19 @@ class Enrolment:
     secret: str
     uri: str
     qr_svg: str
+
+
+def secret_context(column: str, identity_id: int) -> str:
+    """Where an encrypted TOTP secret lives ("identities.totp_secret:42"): its associated data."""
+    return f"identities.{column}:{int(identity_id)}"
+
+
+def _seal(column: str, identity_id: int, secret: str) -> str:
+    return encrypt(secret, secret_context(column, identity_id))
+
+
+def _open(column: str, identity_id: int, stored: str | None) -> str | None:
+    return reveal(stored, secret_context(column, identity_id))
 
 
 def _now_step() -> int:
@@ -117,10 +135,11 @@ async def begin_enrolment(identity_id: int) -> Enrolment:
         identity = await Identity.filter(id=identity_id).using_db(tx).select_for_update().get()
         if identity.totp_enabled_at is not None:
             raise TwoFactorError("Two-factor authentication is already on.")
-        secret = identity.totp_pending_secret
+        secret = _open("totp_pending_secret", identity_id, identity.totp_pending_secret)
         if not secret:
             secret = pyotp.random_base32()
-            await Identity.filter(id=identity_id).using_db(tx).update(totp_pending_secret=secret)
+            await Identity.filter(id=identity_id).using_db(tx).update(
+                totp_pending_secret=_seal("totp_pending_secret", identity_id, secret))
     uri = pyotp.TOTP(secret, interval=STEP_SECONDS).provisioning_uri(name=identity.email, issuer_name=ISSUER)
     return Enrolment(secret=secret, uri=uri, qr_svg=qr_svg(uri))
 
@@ -137,14 +156,15 @@ async def confirm_enrolment(identity_id: int, code: str, client: ClientInfo) -> 
         identity = await Identity.filter(id=identity_id).using_db(tx).select_for_update().get()
         if identity.totp_enabled_at is not None:
             raise TwoFactorError("Two-factor authentication is already on.")
-        if not identity.totp_pending_secret:
+        pending = _open("totp_pending_secret", identity_id, identity.totp_pending_secret)
+        if not pending:
             raise TwoFactorError("Start the set-up again: there is no pending secret.")
-        step = _matching_step(identity.totp_pending_secret, cleaned)
+        step = _matching_step(pending, cleaned)
         if step is None:
             raise TwoFactorError("That code is not correct. Check that your device's clock is right and "
                                  "enter the code currently shown.")
         await Identity.filter(id=identity_id).using_db(tx).update(
-            totp_secret=identity.totp_pending_secret, totp_pending_secret=None,
+            totp_secret=_seal("totp_secret", identity_id, pending), totp_pending_secret=None,
             totp_enabled_at=datetime.now(UTC), totp_last_step=step,
         )
         codes = await _replace_recovery_codes(identity_id, tx)
@@ -160,7 +180,8 @@ async def verify_second_factor(identity_id: int, code: str) -> Factor:
     kind, cleaned = normalise_code(code)
     async with platform_tx() as tx:
         identity = await Identity.filter(id=identity_id).using_db(tx).get()
-        if identity.totp_secret is None:
+        secret = _open("totp_secret", identity_id, identity.totp_secret)
+        if secret is None:
             raise TwoFactorError("Two-factor authentication is not on for this account.")
         if kind == "recovery":
             used = await RecoveryCode.filter(
@@ -169,7 +190,7 @@ async def verify_second_factor(identity_id: int, code: str) -> Factor:
             if not used:
                 raise TwoFactorError("That recovery code is not correct, or was already used.")
             return "recovery"
-        step = _matching_step(identity.totp_secret, cleaned)
+        step = _matching_step(secret, cleaned)
         if step is None:
             raise TwoFactorError("That code is not correct. Enter the code your authenticator app shows now.")
         # Conditional update: of two requests racing with the same code only one wins.

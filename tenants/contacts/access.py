@@ -9,7 +9,9 @@ CONTACTS = register_object_type(
     ObjectType(
         name="contacts",
         label="Contacts",
-        fields=("name", "email", "phone", "company_name", "notes"),
+        fields=("name", "email", "phone", "company_name", "notes", "marketing_consent"),
         owner_field="owner_id",
+        # personal data whose every read is audited (contacts.read_sensitive)
+        sensitive=("email", "phone"),
     )
 )

@@ -14,6 +14,11 @@ class Contact(Model):
     phone = fields.TextField(default="")
     company_name = fields.TextField(default="")
     notes = fields.TextField(default="")
+    marketing_consent = fields.TextField(default="unknown")  # unknown | granted | withdrawn
+    consent_source = fields.TextField(default="")
+    consent_at = fields.DatetimeField(null=True)
+    unsubscribed_at = fields.DatetimeField(null=True)
+    erased_at = fields.DatetimeField(null=True)
     created_by_id = fields.BigIntField(null=True)
     owner_id = fields.BigIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -2,20 +2,26 @@
 
 Every read goes through `acting_as(actor)`: the role must grant 'contacts: view', only
 records in the role's scope (own, team, all) are found, and fields hidden from the
-role are neither returned nor searched.
+role are neither returned nor searched. A read that returns sensitive values (email,
+phone: see access.py) is audited in the same transaction, by `audit_disclosed`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import TenantSession, acting_as
+from kith.tenants.contacts.access import CONTACTS
 
 MAX_PAGE = 100
 OBJECT = "contacts"
 FIELDS = ("name", "email", "phone", "company_name", "notes")
+# Marketing consent: one registered field ("marketing_consent") for the role rules; hiding it
+# hides its source and times too.
+CONSENT_FIELDS = ("marketing_consent", "consent_source", "consent_at", "unsubscribed_at")
 SEARCHED = ("name", "email", "phone", "company_name")
 # The expression of contacts_search_idx (tenant migration 0001): used when every searched
 # field is visible, so the trigram index serves the search.
@@ -56,8 +62,25 @@ def _scope_clause(session: TenantSession, params: list[Any]) -> str | None:
 
 def visible_row(session: TenantSession, row: dict[str, Any]) -> dict[str, Any]:
     """A contact row as the actor may see it."""
-    keep = {"id", "created_at", "updated_at", "owner_id", *FIELDS}
+    keep = {"id", "created_at", "updated_at", "owner_id", "erased_at", *FIELDS, *CONSENT_FIELDS}
+    if "marketing_consent" in session.policy.hidden_fields(OBJECT):
+        keep -= set(CONSENT_FIELDS)
     return session.visible(OBJECT, {k: v for k, v in row.items() if k in keep})
+
+
+async def audit_disclosed(
+    session: TenantSession, rows: Sequence[Mapping[str, Any]], *, listing: bool, supplied: Iterable[str] = ()
+) -> None:
+    """Audit the sensitive values among `rows`, contacts exactly as they go back to the actor.
+
+    Only records and fields that carry a value count: an empty phone discloses nothing.
+    `supplied` names fields whose values the actor has just sent (an update's echo), which
+    are not a read. Hidden fields are already absent from `rows`.
+    """
+    skip = set(supplied)
+    fields = [f for f in CONTACTS.sensitive if f not in skip and any(row.get(f) for row in rows)]
+    ids = [row["id"] for row in rows if any(row.get(f) for f in fields)]
+    await session.audit_read(OBJECT, ids, fields, listing=listing)
 
 
 async def list_contacts(actor: Actor, *, q: str = "", limit: int = 25, cursor: str | None = None) -> Page:
@@ -90,6 +113,7 @@ async def list_contacts(actor: Actor, *, q: str = "", limit: int = 25, cursor: s
         )
         rows = await session.tx.execute_query_dict(sql, params)
         items = [visible_row(session, row) for row in rows[:limit]]
+        await audit_disclosed(session, items, listing=True)
     next_cursor = str(items[-1]["id"]) if len(rows) > limit else None
     return Page(items=items, next_cursor=next_cursor, hidden=hidden)
 
@@ -110,7 +134,9 @@ async def get_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
     """One contact as the actor may see it."""
     async with acting_as(actor) as session:
         session.require(OBJECT, "view")
-        return visible_row(session, await load_for_change(session, contact_id))
+        contact = visible_row(session, await load_for_change(session, contact_id))
+        await audit_disclosed(session, [contact], listing=False)
+        return contact
 
 
 async def hidden_fields(actor: Actor) -> frozenset[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -43,6 +43,10 @@ def _clean_phone(value: str) -> str:
 Name = Annotated[str, Field(min_length=1, max_length=200, description="Full name, any script (e.g. 张伟).")]
 Text200 = Annotated[str, Field(max_length=200)]
 Notes = Annotated[str, Field(max_length=5000)]
+ConsentState = Literal["unknown", "granted", "withdrawn"]
+ConsentSource = Annotated[str, Field(max_length=100, description=(
+    "Where the consent came from (e.g. web form, import, api, unsubscribe link); recorded with a change of "
+    "marketing_consent. Default: the channel of the request (api for tokens, web form for pages)."))]
 
 
 class ContactIn(BaseModel):
@@ -55,6 +59,8 @@ class ContactIn(BaseModel):
     phone: Annotated[str, Field(max_length=50)] = ""
     company_name: Text200 = ""
     notes: Notes = ""
+    marketing_consent: ConsentState = "unknown"
+    consent_source: ConsentSource = ""
 
     @field_validator("email")
     @classmethod
@@ -77,6 +83,8 @@ class ContactPatch(BaseModel):
     phone: Annotated[str, Field(max_length=50)] | None = None
     company_name: Text200 | None = None
     notes: Notes | None = None
+    marketing_consent: ConsentState | None = None
+    consent_source: ConsentSource | None = None
 
     @field_validator("email")
     @classmethod
@@ -100,6 +108,11 @@ class ContactOut(BaseModel):
     phone: str | None = None
     company_name: str | None = None
     notes: str | None = None
+    marketing_consent: ConsentState | None = None
+    consent_source: str | None = None
+    consent_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    erased_at: datetime | None = Field(default=None, description="When the contact was erased on request.")
     owner_id: int | None = None
     created_at: datetime
     updated_at: datetime
