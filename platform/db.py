@@ -173,8 +173,12 @@ async def tenant_scope(tenant_id: int) -> AsyncIterator[TransactionalDBClient]:
 
 
 @asynccontextmanager
-async def platform_tx() -> AsyncIterator[TransactionalDBClient]:
-    """One transaction on the platform's own (public) tables."""
+async def platform_tx(within: TransactionalDBClient | None = None) -> AsyncIterator[TransactionalDBClient]:
+    """One transaction on the platform's own (public) tables; given `within`, the caller's
+    transaction is used instead, so several lookups share one BEGIN/COMMIT."""
+    if within is not None:
+        yield within
+        return
     async with in_transaction("default") as tx:
         yield tx
 

@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kith.platform.access.actor import Actor
+from kith.platform.access.policy import Policy
+from kith.platform.access.rules import BUILT_IN_ROLES
 from kith.platform.access.session import acting_as
 from kith.platform.db import platform_tx
 from kith.platform.identity.events import ClientInfo
@@ -126,40 +128,49 @@ class EdgeMiddleware:
         api = _is_api(path)
         match = _TENANT_PATH.match(path)
         slug = match.group(1) if match else None
+        public = path in PUBLIC_API_PATHS or path.startswith("/static/")
+        # pages need the session; the API authenticates by token; public paths need no one
+        raw_session = "" if api or public else _cookies(headers).get(SESSION_COOKIE, "")
         tenant: Tenant | None = None
+        session = None
+        member: Membership | None = None
+        if slug is not None or raw_session:
+            async with platform_tx() as tx:  # the edge's lookups share one transaction
+                if slug is not None:
+                    tenant = await Tenant.filter(slug=slug).using_db(tx).first()
+                if raw_session:
+                    session = await load_session(raw_session, tx)
+                    if session is not None and tenant is not None:
+                        member = await membership_for(session.identity.id, tenant.id, tx)
         if slug is not None:
-            async with platform_tx() as tx:
-                tenant = await Tenant.filter(slug=slug).using_db(tx).first()
             refusal = self._tenant_refusal(scope, tenant, api)
             if refusal is not None:
                 return refusal
             state["tenant"] = tenant
             bind_context(tenant=slug)
 
-        if api and path not in PUBLIC_API_PATHS:
+        if api and not public:
             return await self._api_auth(scope, headers, state, tenant)
-        if path in PUBLIC_API_PATHS or path.startswith("/static/"):
-            state["identity"] = None  # no session lookup: these never depend on who asks
-            return None
-
-        cookies = _cookies(headers)
-        session = await load_session(cookies.get(SESSION_COOKIE, ""))
         state["identity"] = session.identity if session else None
-        if tenant is None:
+        if public or tenant is None:
             return None
         if session is None:
             target = path + ("?" + scope["query_string"].decode() if scope.get("query_string") else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-        member = await membership_for(session.identity.id, tenant.id)
         if member is None:
             return self.error_page(scope, 404, "There is no such workspace, or you are not a member of it.")
         if await must_enrol(session.identity, tenant.id):  # the workspace requires 2FA; tokens are not affected
             return RedirectResponse(f"/account/security?required={quote(tenant.slug, safe='')}", status_code=303)
         caller = Caller(tenant=tenant, identity=session.identity, membership=member, via="session")
         state["caller"] = caller
-        # pages show only what the role may use (the actions enforce it either way)
-        async with acting_as(_actor(caller, scope)) as tenant_session:
-            state["policy"] = tenant_session.policy
+        # Pages show only what the role may use (the actions enforce it either way). The nav
+        # reads workspace permissions only, which a built-in role answers without the database.
+        actor = _actor(caller, scope)
+        if member.role in BUILT_IN_ROLES:
+            state["policy"] = Policy(role=BUILT_IN_ROLES[member.role], actor=actor)
+        else:
+            async with acting_as(actor) as tenant_session:
+                state["policy"] = tenant_session.policy
         return None
 
     def _tenant_refusal(self, scope: Scope, tenant: Tenant | None, api: bool) -> Response | None:

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tortoise.backends.base.client import TransactionalDBClient
+
 from kith.platform.db import platform_tx
 from kith.platform.identity.models import Identity, LoginChallenge, Membership, WebSession
 from kith.platform.identity.passwords import DUMMY_HASH, verify_password
@@ -76,10 +78,11 @@ async def start_session(identity: Identity, *, ip: str = "", user_agent: str = "
     return raw
 
 
-async def load_session(raw: str) -> SessionUser | None:
+async def load_session(raw: str, within: TransactionalDBClient | None = None) -> SessionUser | None:
+    """The live session of a cookie's token, or None; `within` shares the caller's transaction."""
     if not raw:
         return None
-    async with platform_tx() as tx:
+    async with platform_tx(within) as tx:
         session = await WebSession.filter(
             token_hash=token_hash(raw), expires_at__gt=datetime.now(UTC)
         ).using_db(tx).select_related("identity").first()
@@ -141,9 +144,11 @@ async def end_login_challenge(challenge_id: int) -> bool:
     return bool(deleted)
 
 
-async def membership_for(identity_id: int, tenant_id: int) -> Membership | None:
+async def membership_for(
+    identity_id: int, tenant_id: int, within: TransactionalDBClient | None = None
+) -> Membership | None:
     """The active membership of a person in a workspace, or None."""
-    async with platform_tx() as tx:
+    async with platform_tx(within) as tx:
         return await Membership.filter(
             identity_id=identity_id, tenant_id=tenant_id, is_active=True
         ).using_db(tx).first()
