@@ -141,8 +141,6 @@ async def test_welcome_job_reads_as_a_job_and_leaks_nothing(paths: Paths) -> Non
     assert all(e.actor_kind == "job" for e in written), [(e.action, e.actor_kind) for e in written]
 
 
-@pytest.mark.xfail(strict=True, reason="known leak, reported: audit diffs are not filtered by the reader's "
-                                       "hidden fields (platform/audit/entries.py belongs to the privacy work)")
 async def test_audit_viewer_hides_fields_hidden_from_the_reader(paths: Paths) -> None:
     async with client(headers=paths.owner) as c:
         role = await c.post("/api/v1/roles", json={

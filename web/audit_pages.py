@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from kith.platform.access.session import acting_as
-from kith.platform.audit.entries import AuditFilter, list_entries
+from kith.platform.audit.entries import AuditFilter, read_entries
 from kith.platform.audit.export import FORMATS, start_export, stream_export
 from kith.platform.audit.retention import (
     MAX_RETENTION_DAYS,
@@ -66,8 +66,7 @@ async def _page(request: Request, *, status: int = 200, retention_error: str = "
     actor = actor_of(request)
     f, raw, errors = filter_from(request.query_params)
     async with acting_as(actor) as session:
-        session.policy.require_manage("manage_settings")
-        page = await list_entries(session.tx, f, before_seq=_before(request), limit=PAGE_SIZE)
+        page = await read_entries(session, f, before_seq=_before(request), limit=PAGE_SIZE)
         days = await retention_days(session.tx)
     query = {k: v for k, v in raw.items() if v}
     context: dict[str, Any] = {
@@ -94,7 +93,7 @@ async def audit_export(request: Request) -> Response:
     slug = request.state.caller.tenant.slug
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(
-        stream_export(actor.tenant_id, f, fmt, through),
+        stream_export(actor, f, fmt, through),
         media_type=FORMATS[fmt],
         headers={"Content-Disposition": f'attachment; filename="audit-{slug}-{stamp}.{fmt}"',
                  "Cache-Control": "no-store"},

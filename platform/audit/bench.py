@@ -149,7 +149,8 @@ async def update_contact(actor: Actor, contact_id: int, changes: dict[str, str],
         )
         if audit:
             started = time.perf_counter()
-            await session.audit("contact.update", "contacts", contact_id, diff)
+            # as the product does: the diff's values encrypted with the contact's own key
+            await session.audit("contact.update", "contacts", contact_id, diff, subject=("contacts", contact_id))
             if append_ms is not None:
                 append_ms.append((time.perf_counter() - started) * 1000)
 

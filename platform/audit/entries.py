@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kith.platform.access.policy import Policy
 from kith.platform.audit.log import raw_connection
 from kith.platform.audit.subjects import open_diffs
+
+if TYPE_CHECKING:
+    from kith.platform.access.session import TenantSession
 
 MAX_PAGE = 200
 _SELECT = (
@@ -134,6 +138,32 @@ async def list_entries(
     rows = await raw_connection(tx).fetch(f"{_SELECT}{where} ORDER BY seq DESC LIMIT ${len(params)}", *params)
     items = await _entries(tx, list(rows[:limit]))
     return AuditPage(items=items, next_before=items[-1].seq if len(rows) > limit else None)
+
+
+def redact_for(policy: Policy, entries: list[AuditEntry]) -> list[AuditEntry]:
+    """The entries without the diff values of fields hidden from the reader's role: a role
+    that may not see contacts.phone must not read it in the log either."""
+    out: list[AuditEntry] = []
+    for entry in entries:
+        hidden = policy.hidden_fields(entry.object_type)
+        if hidden and isinstance(entry.diff, dict) and hidden & entry.diff.keys():
+            entry = replace(entry, diff={k: v for k, v in entry.diff.items() if k not in hidden})
+        out.append(entry)
+    return out
+
+
+async def read_entries(
+    session: TenantSession, f: AuditFilter, *, before_seq: int | None = None, limit: int = 50,
+    through_seq: int | None = None,
+) -> AuditPage:
+    """One page of the log for the session's actor: the viewer, the API and exports read here.
+
+    Needs the workspace permission "manage_settings"; diffs lose the fields hidden from the
+    reader's role.
+    """
+    session.policy.require_manage("manage_settings")
+    page = await list_entries(session.tx, f, before_seq=before_seq, limit=limit, through_seq=through_seq)
+    return replace(page, items=redact_for(session.policy, page.items))
 
 
 async def head_seq(tx: Any) -> int:

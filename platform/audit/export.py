@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import acting_as
-from kith.platform.audit.entries import MAX_PAGE, AuditEntry, AuditFilter, head_seq, list_entries
-from kith.platform.db import tenant_scope
+from kith.platform.audit.entries import MAX_PAGE, AuditEntry, AuditFilter, head_seq, read_entries
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 CSV_COLUMNS = ("seq", "at", "actor_kind", "actor_id", "token_id", "actor_label", "ip", "user_agent", "request_id",
@@ -65,14 +64,14 @@ def render_entry(entry: AuditEntry, fmt: str) -> str:
     return csv_line([data[c] for c in CSV_COLUMNS])
 
 
-async def stream_export(tenant_id: int, f: AuditFilter, fmt: str, through_seq: int) -> AsyncIterator[str]:
+async def stream_export(actor: Actor, f: AuditFilter, fmt: str, through_seq: int) -> AsyncIterator[str]:
     """The entries matching `f` up to `through_seq`, newest first, as text chunks (after start_export)."""
     if fmt == "csv":
         yield csv_line(list(CSV_COLUMNS))
     before: int | None = None
     while True:
-        async with tenant_scope(tenant_id) as tx:
-            page = await list_entries(tx, f, before_seq=before, limit=EXPORT_BATCH, through_seq=through_seq)
+        async with acting_as(actor) as session:
+            page = await read_entries(session, f, before_seq=before, limit=EXPORT_BATCH, through_seq=through_seq)
         if page.items:
             yield "".join(render_entry(e, fmt) for e in page.items)
         if page.next_before is None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 
 from kith.platform.access.session import acting_as
-from kith.platform.audit.entries import MAX_PAGE, list_entries
+from kith.platform.audit.entries import MAX_PAGE, read_entries
 from kith.web.api.registry import QueryParam, endpoint
 from kith.web.audit_pages import filter_from
 from kith.web.edge import actor_of
@@ -77,8 +77,7 @@ async def list_audit_entries(request: Request, body: None) -> BaseModel:
     if cursor is not None and not cursor.isdigit():
         raise ApiError(422, "invalid_input", "cursor is not valid.", fields={"cursor": "Not a cursor from this API."})
     async with acting_as(actor_of(request)) as session:
-        session.policy.require_manage("manage_settings")
-        page = await list_entries(session.tx, f, before_seq=int(cursor) if cursor else None, limit=limit)
+        page = await read_entries(session, f, before_seq=int(cursor) if cursor else None, limit=limit)
     return AuditPageOut(
         items=[AuditEntryOut(**e.as_json()) for e in page.items],
         next_cursor=str(page.next_before) if page.next_before is not None else None,
