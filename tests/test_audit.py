@@ -335,3 +335,34 @@ async def test_retention_job_and_daily_enqueue(workspace: Workspace) -> None:
         assert await enqueue_audit_retention({}) == 0  # the cron firing twice queues nothing more
     finally:
         await close_queue()
+
+
+async def test_a_remembered_subject_key_is_rechecked_after_erasure_and_rollback(workspace: Workspace) -> None:
+    """append_entry remembers subject keys per process; a key erased (or rolled back) since is
+    never used again: the change after it gets a new key, readable, and the chain verifies."""
+    from kith.platform.audit.subjects import ERASED, destroy_subject_key
+
+    actor = owner(workspace)
+    subject = ("contacts", 424242)
+
+    async def change(value: str) -> None:
+        async with tenant_scope(workspace.tenant_id) as tx:
+            await append_entry(tx, actor, action="contact.update", object_type="contacts", object_id=424242,
+                               diff={"notes": ["", value]}, subject=subject)
+
+    await change("first")
+    async with tenant_scope(workspace.tenant_id) as tx:  # erasure, as another process would do it
+        assert await destroy_subject_key(raw_connection(tx), subject)
+    await change("after erasure")
+    # a key made in a transaction that rolls back is remembered, then found missing
+    async with tenant_scope(workspace.tenant_id) as tx:
+        assert await destroy_subject_key(raw_connection(tx), subject)
+    with pytest.raises(Boom):
+        async with tenant_scope(workspace.tenant_id) as tx:
+            await append_entry(tx, actor, action="contact.update", object_type="contacts", object_id=424242,
+                               diff={"notes": ["", "rolled back"]}, subject=subject)
+            raise Boom
+    await change("after rollback")
+    notes = [e["diff"]["notes"][1] for e in reversed(await entries(workspace, object_id="424242"))]
+    assert notes == [ERASED, ERASED, "after rollback"]
+    await verify(workspace)

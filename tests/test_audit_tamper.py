@@ -67,6 +67,24 @@ async def test_altered_diff_is_named(sql: asyncpg.Connection) -> None:
     report = await check(sql, ws)
     assert report.problem is not None and (report.problem.seq, report.problem.kind) == (4, "altered")
     assert "entry seq 4" in report.summary()
+    assert "no longer matches the text it was hashed with" in report.summary()
+
+
+async def test_altered_hashed_diff_text_is_named(sql: asyncpg.Connection) -> None:
+    """Format 2 hashes diff_text: changing it (and the readable diff to match) breaks the MAC."""
+    ws = await chain_of(6)
+    forged = '{"email":["old3@example.com","x@evil.test"]}'
+    await tamper(sql, ws, f"UPDATE audit_log SET diff_text = '{forged}', diff = '{forged}'::jsonb WHERE seq = 3")
+    report = await check(sql, ws)
+    assert report.problem is not None and (report.problem.seq, report.problem.kind) == (3, "altered")
+    assert "does not match its hash" in report.summary()
+
+
+async def test_entries_are_hash_format_2(sql: asyncpg.Connection) -> None:
+    ws = await chain_of(3)
+    formats = await sql.fetch(f"SELECT hash_format, diff_text IS NOT NULL AS has_text FROM "
+                              f"{tenant_schema(ws.tenant_id)}.audit_log ORDER BY seq")
+    assert [(r["hash_format"], r["has_text"]) for r in formats] == [(2, True)] * 3
 
 
 async def test_deleted_row_is_named(sql: asyncpg.Connection) -> None:

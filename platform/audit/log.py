@@ -9,9 +9,13 @@ last + 1 with no gaps, and each entry's hash is
                 object..., action, diff, prev_hash, key_id])
 
 computed here, in Python: the key never reaches the database, so someone with SQL access
-alone cannot rebuild a valid chain after changing a row. Two round trips per entry:
-`audit_head()` (lock, last seq and hash, the server's clock, the diff as the database will
-store it) and the INSERT.
+alone cannot rebuild a valid chain after changing a row.
+
+Tenant entries use hash format 2 (tenant migration 0005): the process remembers each tenant's
+chain head, computes the entry's hash over it, and `audit_append()` inserts it under the lock
+if the head is still that one: one round trip in the common case, two when the guess was
+stale. The platform log keeps format 1: `audit_head()` (lock, last seq and hash, the server's
+clock, the diff as the database prints it), then the INSERT.
 
 Identity events (logins, logouts, password and 2FA changes) go to every workspace the person
 is an active member of, or to `public.platform_audit` when there is none.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +35,7 @@ from typing import Any
 import asyncpg
 
 from kith.platform.access.actor import Actor
-from kith.platform.audit.subjects import Subject, encrypt_diff, subject_key
+from kith.platform.audit.subjects import Subject, SubjectKey, encrypt_diff, subject_key
 from kith.platform.config import get_settings
 from kith.platform.db import TenantUnavailable, platform_tx, tenant_scope
 
@@ -52,8 +57,6 @@ _MAX_TEXT = {"actor_label": 320, "ip": 64, "user_agent": 512, "request_id": 64, 
 
 _INSERT_COLUMNS = ", ".join(COLUMNS)
 _PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, len(COLUMNS) + 1))
-_TENANT_HEAD = "SELECT last_seq, last_hash, entry_at, $2::jsonb::text AS diff FROM audit_head($1)"
-_TENANT_INSERT = f"INSERT INTO audit_log ({_INSERT_COLUMNS}) VALUES ({_PLACEHOLDERS})"
 _PLATFORM_HEAD = "SELECT last_seq, last_hash, entry_at, $1::jsonb::text AS diff FROM public.platform_audit_head()"
 _PLATFORM_INSERT = f"INSERT INTO public.platform_audit ({_INSERT_COLUMNS}) VALUES ({_PLACEHOLDERS})"
 
@@ -89,7 +92,7 @@ _MICROSECOND = timedelta(microseconds=1)
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def entry_mac(key: bytes, tenant_id: int, row: Sequence[Any]) -> str:
+def entry_mac(key: bytes, tenant_id: int, row: Sequence[Any], fmt: int = HASH_FORMAT) -> str:
     """HMAC-SHA256 of one entry. `row` holds seq .. diff (diff as the database's jsonb text),
     then prev_hash and key_id: COLUMNS without `hash`.
 
@@ -99,8 +102,12 @@ def entry_mac(key: bytes, tenant_id: int, row: Sequence[Any]) -> str:
     is deterministic for a value (keys ordered, numbers normalised), so append and verify
     agree whatever form the caller passed in. The tenant id is part of the MAC, so entries
     copied from one tenant's log into another's do not verify there.
+
+    Format 2 (tenant logs, tenant migration 0005) is the same array with the diff as the exact
+    text the writer stored in `diff_text` (canonical_diff), so it needs no round trip to learn
+    how the database prints it.
     """
-    payload = [HASH_FORMAT, tenant_id, *row]
+    payload = [fmt, tenant_id, *row]
     payload[3] = (row[1] - _EPOCH) // _MICROSECOND
     return hmac.digest(key, _dumps(payload).encode(), "sha256").hex()
 
@@ -110,6 +117,13 @@ def checkpoint_mac(key: bytes, tenant_id: int, through_seq: int, last_hash: str,
     message = json.dumps(["checkpoint", HASH_FORMAT, tenant_id, through_seq, last_hash, key_id],
                          separators=(",", ":")).encode()
     return hmac.digest(key, message, "sha256").hex()
+
+
+def canonical_diff(diff: dict[str, Any] | None) -> str | None:
+    """The diff as format 2 hashes and stores it: sorted keys, no spaces, text for dates and decimals."""
+    if diff is None:
+        return None
+    return json.dumps(diff, default=str, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def diff_json(diff: dict[str, Any] | None) -> str | None:
@@ -168,12 +182,10 @@ def raw_connection(tx: Any) -> asyncpg.Connection:
     return conn
 
 
-async def _append(conn: asyncpg.Connection, tenant_id: int, fields: EntryFields, *, platform: bool) -> int:
-    text = diff_json(fields.diff)
-    if platform:
-        head = await conn.fetchrow(_PLATFORM_HEAD, text)
-    else:
-        head = await conn.fetchrow(_TENANT_HEAD, tenant_id, text)
+async def _append_platform(conn: asyncpg.Connection, fields: EntryFields) -> int:
+    """Append a format-1 entry to public.platform_audit (low volume: two round trips)."""
+    tenant_id = PLATFORM_TENANT_ID
+    head = await conn.fetchrow(_PLATFORM_HEAD, diff_json(fields.diff))
     key = audit_key()
     key_id = key_id_for(key)
     seq = int(head["last_seq"]) + 1
@@ -183,7 +195,7 @@ async def _append(conn: asyncpg.Connection, tenant_id: int, fields: EntryFields,
         head["last_hash"], key_id,
     ]
     digest = entry_mac(key, tenant_id, row)
-    await conn.execute(_PLATFORM_INSERT if platform else _TENANT_INSERT, *row[:-1], digest, key_id)
+    await conn.execute(_PLATFORM_INSERT, *row[:-1], digest, key_id)
     return seq
 
 
@@ -210,15 +222,95 @@ async def append_entry(
     so erasing the person later destroys the values and leaves the chain intact.
     """
     conn = raw_connection(tx)
-    if subject is not None and diff:
-        diff = encrypt_diff(diff, await subject_key(conn, int(actor.tenant_id), subject))
-    fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id, diff=diff)
-    return await _append(conn, int(actor.tenant_id), fields, platform=False)
+    tenant_id = int(actor.tenant_id)
+    if subject is None or not diff:
+        fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id, diff=diff)
+        seq = await _append_v2(conn, tenant_id, fields)
+        assert seq is not None
+        return seq
+    remembered = (tenant_id, str(subject[0]), str(subject[1]))
+    key = _subject_keys.get(remembered)
+    if key is not None:
+        _subject_keys.move_to_end(remembered)
+        fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id,
+                                diff=encrypt_diff(diff, key))
+        seq = await _append_v2(conn, tenant_id, fields, key_check=(remembered[1], remembered[2], key.key_id))
+        if seq is not None:
+            return seq
+        _subject_keys.pop(remembered, None)  # erased meanwhile: a new key, as for a new subject
+    key = await subject_key(conn, tenant_id, subject)
+    fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id,
+                            diff=encrypt_diff(diff, key))
+    seq = await _append_v2(conn, tenant_id, fields)
+    assert seq is not None
+    _remember_subject_key(remembered, key)
+    return seq
+
+
+# The chain head of each tenant as this process last wrote or saw it: a right guess makes an
+# append one round trip. A wrong one (another process appended, a transaction rolled back,
+# another database with the same tenant id) costs one more: audit_append() answers with the
+# real head while holding the lock, so the second try cannot be stale.
+_heads: dict[int, tuple[int, str]] = {}
+_APPEND = (
+    "SELECT outcome, last_seq, last_hash FROM audit_append("
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+)
+
+
+async def _append_v2(conn: asyncpg.Connection, tenant_id: int, fields: EntryFields,
+                     key_check: tuple[str, str, str] | None = None) -> int | None:
+    """Append a format-2 entry; None (nothing written) when `key_check`'s subject key is gone."""
+    key = audit_key()
+    key_id = key_id_for(key)
+    diff_text = canonical_diff(fields.diff)
+    at = datetime.now(UTC)
+    check: tuple[str | None, str | None, str | None] = key_check or (None, None, None)
+    head = _heads.get(tenant_id)
+    if head is None:
+        row = await conn.fetchrow("SELECT last_seq, last_hash FROM audit_head($1)", tenant_id)
+        head = (int(row["last_seq"]), str(row["last_hash"]))
+    for _ in range(3):
+        seq = head[0] + 1
+        entry = [
+            seq, at, fields.actor_kind, fields.actor_id, fields.token_id, fields.actor_label, fields.ip,
+            fields.user_agent, fields.request_id, fields.object_type, fields.object_id, fields.action, diff_text,
+            head[1], key_id,
+        ]
+        digest = entry_mac(key, tenant_id, entry, fmt=2)
+        answer = await conn.fetchrow(
+            _APPEND, tenant_id, head[0], head[1], *check, at, fields.actor_kind, fields.actor_id, fields.token_id,
+            fields.actor_label, fields.ip, fields.user_agent, fields.request_id, fields.object_type,
+            fields.object_id, fields.action, diff_text, digest, key_id,
+        )
+        head = (int(answer["last_seq"]), str(answer["last_hash"]))
+        _heads[tenant_id] = head
+        if answer["outcome"] == "ok":
+            return seq
+        if answer["outcome"] == "key":
+            return None
+    raise RuntimeError(f"audit chain head of tenant {tenant_id} kept moving while its lock was held")
+
+
+# Subject keys this process used lately, so an audited change to a contact costs no extra round
+# trip for its key. Safe across processes: every use re-checks, in the same statement that takes
+# the chain lock, that the key still exists, and falls back to the table when it was erased.
+# A remembered key of a change that then rolls back is harmless: the key's row rolled back too,
+# so the check fails and the next change makes a new one.
+_subject_keys: OrderedDict[tuple[int, str, str], SubjectKey] = OrderedDict()
+_SUBJECT_KEYS_KEPT = 4096
+
+
+def _remember_subject_key(remembered: tuple[int, str, str], key: SubjectKey) -> None:
+    _subject_keys[remembered] = key
+    _subject_keys.move_to_end(remembered)
+    while len(_subject_keys) > _SUBJECT_KEYS_KEPT:
+        _subject_keys.popitem(last=False)
 
 
 async def append_platform_entry(tx: Any, fields: EntryFields) -> int:
     """Append one entry to `public.platform_audit` inside `tx` (a platform transaction); returns its seq."""
-    return await _append(raw_connection(tx), PLATFORM_TENANT_ID, fields, platform=True)
+    return await _append_platform(raw_connection(tx), fields)
 
 
 async def _workspaces_of(identity_id: int) -> tuple[str, list[tuple[int, str]]]:

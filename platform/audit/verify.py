@@ -30,8 +30,12 @@ BATCH = 10_000
 # Column order for the MAC: everything but `hash`, which comes last.
 _SELECT = (
     "SELECT seq, at, actor_kind, actor_id, token_id, actor_label, ip, user_agent, request_id,"
-    " object_type, object_id, action, diff::text, prev_hash, key_id, hash FROM {table} ORDER BY seq"
+    " object_type, object_id, action, diff::text, prev_hash, key_id, hash, {extra} FROM {table} ORDER BY seq"
 )
+# Format 2 hashes diff_text; the jsonb `diff` people read must still say the same.
+_TENANT_EXTRA = ("hash_format, diff_text,"
+                 " (hash_format < 2 OR diff IS NOT DISTINCT FROM diff_text::jsonb) AS diff_agrees")
+_PLATFORM_EXTRA = "1 AS hash_format, NULL::text AS diff_text, true AS diff_agrees"
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,15 @@ class _Chain:
             if key is None:
                 return Problem(seq, table, "unknown_key",
                                f"entry seq {seq} in {table} names key {row[14]!r}, which is not a known audit key")
-            if entry_mac(key, tenant_id, row[:15]) != row[15]:
+            if row[16] == 2:
+                mac_row = (*row[:12], row[17], *row[13:15])
+                if not row[18]:
+                    return Problem(seq, table, "altered",
+                                   f"entry seq {seq} in {table}: its diff no longer matches the text it was "
+                                   "hashed with: it was altered")
+            else:
+                mac_row = row[:15]
+            if entry_mac(key, tenant_id, mac_row, fmt=row[16]) != row[15]:
                 return Problem(seq, table, "altered",
                                f"entry seq {seq} in {table} does not match its hash: it was altered, "
                                "moved, or inserted without the key")
@@ -125,7 +137,8 @@ class _Chain:
 
 
 async def _stream(conn: asyncpg.Connection, chain: _Chain, table: str, batch: int) -> Problem | None:
-    cursor = await conn.cursor(_SELECT.format(table=table))
+    extra = _PLATFORM_EXTRA if table.startswith("public.") else _TENANT_EXTRA
+    cursor = await conn.cursor(_SELECT.format(table=table, extra=extra))
     while True:
         rows = await cursor.fetch(batch)
         if not rows:
