@@ -13,6 +13,8 @@ import sentry_sdk
 from arq.cron import cron
 
 from kith.jobs.audit_retention import audit_retention, enqueue_audit_retention
+from kith.jobs.billing import billing_notices, enqueue_billing_notices
+from kith.jobs.invites import invitation_email, password_reset_email
 from kith.jobs.queue import close_queue, redis_settings
 from kith.jobs.welcome import welcome_email
 from kith.platform.config import get_settings
@@ -43,9 +45,14 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     """arq settings; `worker_kwargs()` adds the parts read from the environment."""
 
-    functions: ClassVar[list[Any]] = [welcome_email, audit_retention]
+    functions: ClassVar[list[Any]] = [welcome_email, audit_retention, invitation_email, password_reset_email,
+                                      billing_notices]
     # 03:17 UTC: off the hour, when most workspaces are quiet; one job per tenant (see the job).
-    cron_jobs: ClassVar[list[Any]] = [cron(enqueue_audit_retention, hour={3}, minute={17}, run_at_startup=False)]
+    cron_jobs: ClassVar[list[Any]] = [
+        cron(enqueue_audit_retention, hour={3}, minute={17}, run_at_startup=False),
+        # 09:05 UTC: billing emails arrive in working hours for most of Europe and the Americas' morning
+        cron(enqueue_billing_notices, hour={9}, minute={5}, run_at_startup=False),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     max_tries = 5

@@ -73,6 +73,20 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SMTP_PASSWORD": ("", "SMTP password."),
     "SMTP_STARTTLS": ("true", "Use STARTTLS (true/false)."),
     "MAIL_FROM": ("Kith <no-reply@kith.localhost>", "From address of emails Kith sends."),
+    "STRIPE_SECRET_KEY": ("", "Stripe secret API key. Unset: a local billing provider lets workspaces change plan "
+                          "offline (no payments)."),
+    "STRIPE_WEBHOOK_SECRET": ("", "Signing secret of the /webhooks/stripe endpoint (whsec_...)."),
+    "STRIPE_API_BASE": ("", "Stripe API URL (tests point it at a local fake). Unset: Stripe's own."),
+    "STRIPE_PRICES": ("", "Stripe price ids as plan_interval=price_id, comma-separated (starter_monthly, "
+                      "starter_yearly, pro_monthly, pro_yearly, enterprise_...). Unset: price_kith_<plan>_<interval>."),
+    "KITH_TRIAL_DAYS": ("14", "Length of the free trial a new workspace starts with."),
+    "KITH_BILLING_GRACE_DAYS": ("14", "Days a workspace with a failed payment stays usable (past due) before it "
+                                "turns read-only."),
+    "KITH_CANCELLED_RETENTION_DAYS": ("30", "Days a cancelled workspace's data is kept (export offered) before a "
+                                      "job deletes it."),
+    "KITH_INVITE_DAYS": ("7", "Days an invitation link stays valid."),
+    "KITH_PASSWORD_RESET_MINUTES": ("60", "Minutes a password reset link stays valid."),
+    "KITH_IMPERSONATION_MINUTES": ("30", "Minutes a support operator's impersonation of a workspace member lasts."),
 }
 
 
@@ -114,6 +128,16 @@ class Settings:
     smtp_password: Secret
     smtp_starttls: bool
     mail_from: str
+    stripe_secret_key: Secret
+    stripe_webhook_secret: Secret
+    stripe_api_base: str
+    stripe_prices: str
+    trial_days: int
+    billing_grace_days: int
+    cancelled_retention_days: int
+    invite_days: int
+    password_reset_minutes: int
+    impersonation_minutes: int
 
     @property
     def secure_cookies(self) -> bool:
@@ -202,6 +226,16 @@ def load_settings() -> Settings:
         smtp_password=Secret(_env("SMTP_PASSWORD")),
         smtp_starttls=_bool(_env("SMTP_STARTTLS")),
         mail_from=_env("MAIL_FROM"),
+        stripe_secret_key=Secret(_env("STRIPE_SECRET_KEY")),
+        stripe_webhook_secret=Secret(_env("STRIPE_WEBHOOK_SECRET")),
+        stripe_api_base=_env("STRIPE_API_BASE").rstrip("/"),
+        stripe_prices=_env("STRIPE_PRICES"),
+        trial_days=max(0, int(_env("KITH_TRIAL_DAYS"))),
+        billing_grace_days=max(0, int(_env("KITH_BILLING_GRACE_DAYS"))),
+        cancelled_retention_days=max(0, int(_env("KITH_CANCELLED_RETENTION_DAYS"))),
+        invite_days=max(1, int(_env("KITH_INVITE_DAYS"))),
+        password_reset_minutes=max(5, int(_env("KITH_PASSWORD_RESET_MINUTES"))),
+        impersonation_minutes=max(1, int(_env("KITH_IMPERSONATION_MINUTES"))),
     )
 
 

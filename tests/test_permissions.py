@@ -399,7 +399,8 @@ async def test_settings_pages_in_the_browser_on_desktop_and_phone(workspace: Wor
                     await page.fill("input[name=password]", workspace.password)
                     await page.click("button[type=submit]")
                     await page.wait_for_url(f"{base}/t/{workspace.slug}/contacts")
-                    await page.click("text=Members & roles")
+                    await page.click("nav[aria-label=Workspace] >> text=Settings")
+                    await page.click("nav[aria-label=Settings] >> text=Members")
                     for settings in ("members", "roles", "teams"):
                         await page.goto(f"{base}/t/{workspace.slug}/settings/{settings}")
                         await expect(page.locator("h1")).to_have_text(settings.capitalize())

@@ -39,6 +39,9 @@ SAMPLE_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
     "MemberRoleIn": lambda: {"role": "sales"},
     "TeamIn": lambda: {"name": f"Matrix team {next(_n)}"},
     "TeamMemberIn": lambda: {"is_manager": False},
+    "InvitationIn": lambda: {"email": f"matrix-invite-{next(_n)}@example.com", "role": "read_only"},
+    "WorkspacePatch": lambda: {"time_zone": "UTC"},
+    "CheckoutIn": lambda: {"plan": "pro"},  # Pro keeps room for every role's member (seats)
 }
 
 
@@ -85,7 +88,10 @@ async def _path_values(s: Setting, member: Member) -> dict[str, str]:
         team = await c.post("/api/v1/teams", json={"name": f"Matrix fixture {next(_n)}"})
         assert role.status_code == 201 and team.status_code == 201, (role.text, team.text)
         await c.put(f"/api/v1/teams/{team.json()['id']}/members/{s.target.identity_id}", json={})
-    return {"contact_id": str(rows[0]["id"]), "key": role.json()["key"], "team_id": str(team.json()["id"]),
+        invitation = await c.post("/api/v1/invitations", json={"email": f"matrix-{next(_n)}@example.com"})
+        assert invitation.status_code == 201, invitation.text
+    return {"invitation_id": str(invitation.json()["id"]),
+            "contact_id": str(rows[0]["id"]), "key": role.json()["key"], "team_id": str(team.json()["id"]),
             "identity_id": str(s.target.identity_id)}
 
 

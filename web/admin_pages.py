@@ -27,6 +27,7 @@ from kith.platform.access.schemas import RoleIn, RoleOut, RolePatch, TeamIn, Tea
 from kith.web.edge import actor_of
 from kith.web.errors import title_for, validation_fields
 from kith.web.forms import form_str, read_form, render
+from kith.web.invite_pages import members_page
 
 T = TypeVar("T")
 
@@ -152,12 +153,8 @@ async def role_delete(request: Request) -> Response:
 
 
 async def member_list(request: Request) -> Response:
-    actor = actor_of(request)
-    members = await admin.list_members(actor)
-    roles = await admin.role_choices(actor)
-    return render(request, "admin/members.html", {
-        "members": members, "roles": roles, "changed": request.query_params.get("changed", ""),
-    })
+    # the members page carries the invitation and deactivation forms (kith.web.invite_pages)
+    return await members_page(request)
 
 
 async def member_role(request: Request) -> Response:

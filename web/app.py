@@ -16,6 +16,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from kith.platform.access.rules import PermissionDenied
+from kith.platform.billing.plans import LimitExceeded
+from kith.platform.billing.subscriptions import WorkspaceReadOnly
 from kith.platform.config import get_settings
 from kith.platform.db import close_db, init_db
 from kith.platform.observability import configure_logging, get_logger, init_sentry
@@ -25,16 +27,23 @@ from kith.web import (
     admin_pages,
     audit_pages,
     auth_pages,
+    billing_pages,
     contact_pages,
     dev_pages,
     health,
+    invite_pages,
+    ops_pages,
     privacy_pages,
     token_pages,
+    webhooks,
+    workspace_pages,
 )
 from kith.web.api import admin as _admin_api  # noqa: F401 - registers the administration endpoints
 from kith.web.api import audit as _audit_api  # noqa: F401 - registers the audit endpoint
+from kith.web.api import billing as _billing_api  # noqa: F401 - registers the billing endpoints
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
 from kith.web.api import privacy as _privacy_api  # noqa: F401 - registers the export and erasure endpoints
+from kith.web.api import workspace as _workspace_api  # noqa: F401 - registers invitations and workspace settings
 from kith.web.api.openapi import openapi_document
 from kith.web.api.registry import api_routes
 from kith.web.edge import EdgeMiddleware, _is_api
@@ -65,6 +74,19 @@ async def _permission_denied(request: Request, exc: Exception) -> Response:
         payload = ApiError(403, "permission_denied", str(exc)).payload()
         payload["error"]["permission"] = exc.permission
         return JSONResponse(payload, status_code=403)
+    return error_page(request.scope, 403, str(exc))
+
+
+async def _plan_limit(request: Request, exc: Exception) -> Response:
+    # 402: the request was fine, the plan is full; the message names the limit and how to raise it
+    if _is_api(request.url.path):
+        return JSONResponse(ApiError(402, "plan_limit", str(exc)).payload(), status_code=402)
+    return error_page(request.scope, 402, str(exc))
+
+
+async def _read_only(request: Request, exc: Exception) -> Response:
+    if _is_api(request.url.path):
+        return JSONResponse(ApiError(403, "workspace_read_only", str(exc)).payload(), status_code=403)
     return error_page(request.scope, 403, str(exc))
 
 
@@ -112,7 +134,12 @@ def create_app() -> Starlette:
         *privacy_pages.routes,
         *token_pages.routes,
         *admin_pages.routes,
+        *invite_pages.routes,
+        *workspace_pages.routes,
         *audit_pages.routes,
+        *ops_pages.routes,
+        *billing_pages.routes,
+        *webhooks.routes,
         *dev_pages.routes,
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
     ]
@@ -124,7 +151,11 @@ def create_app() -> Starlette:
             CsrfError: _csrf_error,
             HTTPException: _http_error,
             PermissionDenied: _permission_denied,
+            WorkspaceReadOnly: _read_only,
+            LimitExceeded: _plan_limit,
         },
     )
+    # inside the edge (added first): it reads the caller the edge resolved
+    app.add_middleware(billing_pages.BillingBannerMiddleware)
     app.add_middleware(EdgeMiddleware, error_page=error_page)
     return app

@@ -32,6 +32,8 @@ from kith.platform.identity.sessions import load_session, membership_for
 from kith.platform.identity.tokens import authenticate_token
 from kith.platform.identity.totp import must_enrol
 from kith.platform.observability import bind_context, clear_context, get_logger
+from kith.platform.ops.impersonation import COOKIE_NAME as IMPERSONATION_COOKIE
+from kith.platform.ops.impersonation import ActiveImpersonation, load_impersonation
 from kith.platform.tenancy.models import Tenant, TenantStatus
 from kith.web.errors import ApiError
 
@@ -50,8 +52,9 @@ class Caller:
     tenant: Tenant
     identity: Identity
     membership: Membership
-    via: str  # "session" or "token"
+    via: str  # "session", "token" or "impersonation" (a support operator acting as the member)
     token_id: int | None = None
+    impersonation: ActiveImpersonation | None = None
 
 
 def actor_of(request: Request) -> Actor:
@@ -61,16 +64,20 @@ def actor_of(request: Request) -> Actor:
 
 def _actor(caller: Caller, scope: Scope) -> Actor:
     client = scope.get("client")
+    # An impersonating operator acts with the member's role and identity (scopes, ownership) but
+    # is the actor: kind "operator", a label naming the operator, the ids in `extra`.
+    impersonation = caller.impersonation
     return Actor(
-        kind="token" if caller.via == "token" else "user",
+        kind="operator" if impersonation else "token" if caller.via == "token" else "user",
         tenant_id=caller.tenant.id,
         role=caller.membership.role,
         identity_id=caller.identity.id,
-        label=caller.identity.email,
+        label=impersonation.label if impersonation else caller.identity.email,
         token_id=caller.token_id,
         ip=client[0] if client else "",
         user_agent=Headers(scope=scope).get("user-agent", "")[:300],
         request_id=str(scope.get("state", {}).get("request_id", "")),
+        extra=impersonation.actor_extra() if impersonation else {},
     )
 
 
@@ -131,14 +138,19 @@ class EdgeMiddleware:
         public = path in PUBLIC_API_PATHS or path.startswith("/static/")
         # pages need the session; the API authenticates by token; public paths need no one
         raw_session = "" if api or public else _cookies(headers).get(SESSION_COOKIE, "")
+        # an operator's impersonation cookie is scoped to /t/<slug>, and reaches pages only
+        raw_impersonation = "" if api or slug is None else _cookies(headers).get(IMPERSONATION_COOKIE, "")
         tenant: Tenant | None = None
         session = None
         member: Membership | None = None
+        impersonation: ActiveImpersonation | None = None
         if slug is not None or raw_session:
             async with platform_tx() as tx:  # the edge's lookups share one transaction
                 if slug is not None:
                     tenant = await Tenant.filter(slug=slug).using_db(tx).first()
-                if raw_session:
+                if raw_impersonation and tenant is not None:
+                    impersonation = await load_impersonation(raw_impersonation, tenant.id, tx)
+                if raw_session and impersonation is None:
                     session = await load_session(raw_session, tx)
                     if session is not None and tenant is not None:
                         member = await membership_for(session.identity.id, tenant.id, tx)
@@ -151,6 +163,24 @@ class EdgeMiddleware:
 
         if api and not public:
             return await self._api_auth(scope, headers, state, tenant)
+        if impersonation is not None and tenant is not None:
+            # The operator's own console cookie never comes here (path /ops); a live impersonation
+            # alone lets them in, as the member. No identity in state: the header then offers no
+            # Account or Sign out of the member's, only the banner's End button.
+            if (match and (match.group(2) or "").startswith("/settings/tokens")) and scope["method"] != "GET":
+                # an API token would be a credential of the member's outliving the time box
+                return self.error_page(scope, 403, "Support cannot create or revoke API tokens while impersonating.")
+            state["identity"] = None
+            state["caller"] = Caller(tenant=tenant, identity=impersonation.identity,
+                                     membership=impersonation.membership, via="impersonation",
+                                     impersonation=impersonation)
+            role = impersonation.membership.role
+            if role in BUILT_IN_ROLES:
+                state["policy"] = Policy(role=BUILT_IN_ROLES[role], actor=_actor(state["caller"], scope))
+            else:
+                async with acting_as(_actor(state["caller"], scope)) as tenant_session:
+                    state["policy"] = tenant_session.policy
+            return None
         state["identity"] = session.identity if session else None
         if public or tenant is None:
             return None

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-_STATUS_TITLES = {400: "Bad request", 401: "Not signed in", 403: "Forbidden", 404: "Not found",
+_STATUS_TITLES = {400: "Bad request", 401: "Not signed in", 402: "Plan limit reached", 403: "Forbidden",
+                  404: "Not found", 429: "Too many attempts",
                   405: "Method not allowed", 409: "Conflict", 422: "Invalid input", 503: "Unavailable"}
 
 

@@ -18,11 +18,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 
 from kith.platform.config import get_settings
+from kith.web.i18n import install as install_i18n
+from kith.web.i18n import locale_from_accept_language
 
 CSRF_COOKIE = "kith_csrf"
 CSRF_FIELD = "csrf_token"
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+install_i18n(templates.env)
 
 
 class CsrfError(Exception):
@@ -65,6 +68,10 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     ctx.setdefault("caller", state.get("caller"))
     ctx.setdefault("identity", state.get("identity"))
     ctx.setdefault("policy", state.get("policy"))
+    # the workspace's language on its pages; elsewhere the browser's
+    caller = ctx["caller"]
+    ctx.setdefault("locale", caller.tenant.locale if caller is not None else
+                   locale_from_accept_language(request.headers.get("accept-language", "")))
     response = templates.TemplateResponse(request, template, ctx, status_code=status)
     new = state.get("new_csrf")
     if new:

@@ -327,6 +327,25 @@ async def role_choices(actor: Actor) -> list[RoleOut]:
         return await _all_roles(session)
 
 
+async def grantable_role(session: TenantSession, key: str) -> RoleDef:
+    """The role `key`, if the session's actor may hand it out (to a member or an invitation):
+    it exists, only an owner hands out 'owner', and nobody hands out a permission they lack."""
+    role = await _role_for_grant(session, key)
+    if key == OWNER and session.policy.role.key != OWNER:
+        raise PermissionDenied(session.policy.role.name, "workspace: owner",
+                               "Only an owner may grant or remove the role 'Owner'.")
+    _require_within(session.policy, role)
+    return role
+
+
+async def member_in(session: TenantSession, identity_id: int) -> MemberOut:
+    """One member of the session's workspace (active or not); 404 when there is none such."""
+    found = await _members(session, identity_id)
+    if not found:
+        raise _not_found("member")
+    return found[0]
+
+
 async def _role_for_grant(session: TenantSession, key: str) -> RoleDef:
     if key in BUILT_IN_ROLES:
         return BUILT_IN_ROLES[key]

@@ -19,6 +19,7 @@ from kith.platform.access.policy import Policy, load_policy
 from kith.platform.access.rules import object_type as registered_type
 from kith.platform.audit.log import append_entry
 from kith.platform.audit.subjects import Subject
+from kith.platform.billing.subscriptions import assert_writable
 from kith.platform.db import tenant_scope
 
 
@@ -55,6 +56,9 @@ class TenantSession:
         """Append an audit entry in this transaction: it commits or rolls back with the change.
         With `subject` (e.g. ("contacts", 42)) the diff's values are encrypted with that person's key."""
         if not action.endswith(".read_sensitive"):
+            # Every change is recorded here, so this one check makes a read-only workspace
+            # (billing past its grace period) refuse changes on every path: pages, API, jobs.
+            await assert_writable(self.tx, self.actor.tenant_id, action)
             self._changed = True
             if self._async_commit:
                 # a change is recorded: this transaction's commit must be durable again

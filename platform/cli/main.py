@@ -207,6 +207,9 @@ Exit status: 0 when everything is current, 1 when a tenant failed (named in the 
     from kith.platform.cli.keys import add_keys_parser  # argparse only: cheap to import
 
     add_keys_parser(commands)
+    from kith.platform.cli.ops import add_ops_parser  # argparse only: cheap to import
+
+    add_ops_parser(commands)
     return parser
 
 

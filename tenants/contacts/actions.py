@@ -9,6 +9,7 @@ from typing import Any
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import acting_as
+from kith.platform.billing.limits import check_contact_capacity
 from kith.tenants.contacts.privacy import default_consent_source, record_consent_event
 from kith.tenants.contacts.queries import OBJECT, audit_disclosed, load_for_change, visible_row
 from kith.tenants.contacts.schemas import ContactIn, ContactPatch
@@ -33,6 +34,7 @@ async def create_contact(actor: Actor, data: ContactIn) -> dict[str, Any]:
     async with acting_as(actor) as session:
         session.require(OBJECT, "create")
         session.require_fields(OBJECT, _checked_fields(data.model_fields_set))
+        await check_contact_capacity(actor.tenant_id, 1, session.tx)  # the plan's contact limit
         values = data.model_dump()
         state, source = values.pop("marketing_consent"), values.pop("consent_source")
         consent: dict[str, Any] = (

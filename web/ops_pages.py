@@ -1,0 +1,296 @@
+"""The ops console (/ops): support operators' sign-in, workspaces, actions and impersonation.
+
+Operators hold their own cookie (kith_ops_session: path /ops, HttpOnly, SameSite=Strict), so
+it never reaches a workspace's pages or API; a tenant user's session cookie means nothing
+here. Each action needs a reason: a blank one is a 422 and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from kith.platform.audit.entries import AuditFilter
+from kith.platform.config import get_settings
+from kith.platform.db import platform_tx
+from kith.platform.identity.ratelimit import Lockout, begin_attempt, record_failure, record_success, release
+from kith.platform.identity.totp import TwoFactorError, normalise_code
+from kith.platform.observability import get_logger
+from kith.platform.ops import console
+from kith.platform.ops.audit import ReasonRequired
+from kith.platform.ops.impersonation import (
+    COOKIE_NAME as IMPERSONATION_COOKIE,
+)
+from kith.platform.ops.impersonation import (
+    ImpersonationError,
+    end_impersonation,
+    impersonations_of,
+    lifetime,
+    start_impersonation,
+)
+from kith.platform.ops.operators import (
+    CHALLENGE_LIFETIME,
+    OPERATOR_SESSION_LIFETIME,
+    OperatorSession,
+    check_operator_password,
+    complete_sign_in,
+    count_challenge_attempt,
+    end_operator_session,
+    has_second_factor,
+    load_operator_session,
+    start_challenge,
+    throttle_key,
+    verify_operator_code,
+)
+from kith.web.auth_pages import client_info
+from kith.web.forms import form_str, read_form, render
+
+log = get_logger("kith.web.ops")
+
+OPS_COOKIE = "kith_ops_session"
+CHALLENGE_COOKIE = "kith_ops_challenge"
+_CHALLENGE_GONE = "Your sign-in took too long or had too many wrong codes. Enter your email and password again."
+
+
+def _set_ops_cookie(response: Response, name: str, value: str, max_age: int, path: str = "/ops") -> None:
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict",
+                        secure=get_settings().secure_cookies, path=path)
+
+
+def _page(request: Request, template: str, context: dict[str, object], status: int = 200) -> Response:
+    # the tenant header (workspace nav, the member's Account link) has no place in the console
+    return render(request, template, {"caller": None, "identity": None, "policy": None, **context}, status=status)
+
+
+async def _operator(request: Request) -> OperatorSession | None:
+    return await load_operator_session(request.cookies.get(OPS_COOKIE, ""))
+
+
+def _to_login() -> Response:
+    return RedirectResponse("/ops/login", status_code=303)
+
+
+def _login_page(request: Request, *, email: str, error: str, status: int, lock: Lockout | None = None) -> Response:
+    response = _page(request, "ops/login.html", {"email": email, "error": error}, status=status)
+    if lock is not None:
+        response.headers["Retry-After"] = str(lock.retry_after_seconds())
+    response.delete_cookie(CHALLENGE_COOKIE, path="/ops/login")
+    return response
+
+
+async def login(request: Request) -> Response:
+    if request.method == "GET":
+        return _page(request, "ops/login.html", {"email": "", "error": ""})
+    form = await read_form(request)
+    email = form_str(form, "email").strip()
+    client = client_info(request)
+    attempt = await begin_attempt(throttle_key(email), client.ip)
+    if isinstance(attempt, Lockout):
+        log.info("operator sign-in refused while locked", scope=attempt.scope)
+        return _login_page(request, email=email, error=attempt.message(), status=429, lock=attempt)
+    operator = await check_operator_password(email, form_str(form, "password"))
+    if operator is None or not await has_second_factor(operator.id):
+        lock = await record_failure(attempt)
+        log.warning("operator sign-in failed", reason="password")
+        if lock is not None:
+            return _login_page(request, email=email, error=lock.message(), status=429, lock=lock)
+        return _login_page(request, email=email, error="Email or password is not correct.", status=401)
+    await release(attempt)  # the code step is counted on its own
+    raw = await start_challenge(operator.id, ip=client.ip, user_agent=client.user_agent)
+    response = RedirectResponse("/ops/login/verify", status_code=303)
+    _set_ops_cookie(response, CHALLENGE_COOKIE, raw, int(CHALLENGE_LIFETIME.total_seconds()), "/ops/login")
+    return response
+
+
+async def login_verify(request: Request) -> Response:
+    form = await read_form(request) if request.method == "POST" else None  # CSRF before anything else
+    challenge = await load_operator_session(request.cookies.get(CHALLENGE_COOKIE, ""), stage="password")
+    if challenge is None:
+        return _login_page(request, email="", error=_CHALLENGE_GONE, status=401)
+    if form is None:
+        return _page(request, "ops/login_verify.html", {"error": ""})
+    code = form_str(form, "code")
+    try:
+        normalise_code(code)
+    except TwoFactorError as exc:  # a typo, not a guess: nothing is counted
+        return _page(request, "ops/login_verify.html", {"error": str(exc)}, status=422)
+    client = client_info(request)
+    attempt = await begin_attempt(throttle_key(challenge.operator.email), client.ip)
+    if isinstance(attempt, Lockout):
+        return _login_page(request, email=challenge.operator.email, error=attempt.message(), status=429,
+                           lock=attempt)
+    try:
+        await verify_operator_code(challenge.operator.id, code)
+    except TwoFactorError as exc:
+        lock = await record_failure(attempt)
+        tries_left = await count_challenge_attempt(challenge.id)
+        log.warning("operator sign-in failed", reason="second_factor", operator_id=challenge.operator.id)
+        if lock is not None:
+            return _login_page(request, email=challenge.operator.email, error=lock.message(), status=429, lock=lock)
+        if tries_left == 0:
+            return _login_page(request, email=challenge.operator.email, error=_CHALLENGE_GONE, status=401)
+        return _page(request, "ops/login_verify.html", {"error": str(exc)}, status=401)
+    raw = await complete_sign_in(challenge, ip=client.ip, user_agent=client.user_agent)
+    if raw is None:
+        return _login_page(request, email=challenge.operator.email, error=_CHALLENGE_GONE, status=401)
+    await record_success(attempt)
+    response = RedirectResponse("/ops", status_code=303)
+    _set_ops_cookie(response, OPS_COOKIE, raw, int(OPERATOR_SESSION_LIFETIME.total_seconds()))
+    response.delete_cookie(CHALLENGE_COOKIE, path="/ops/login")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    await read_form(request)
+    raw = request.cookies.get(OPS_COOKIE, "")
+    session = await _operator(request)
+    response = RedirectResponse("/ops/login", status_code=303)
+    if session is not None:
+        # end live impersonations through the audited path first, so each workspace sees its end
+        async with platform_tx() as tx:
+            live = [i for i in await impersonations_of(tx, operator_session_id=session.id) if i.live]
+        for item in live:
+            ended = await end_impersonation(session.operator, item.id, client_info(request))
+            if ended is not None:
+                response.delete_cookie(IMPERSONATION_COOKIE, path=await _tenant_path(ended.tenant_id))
+    if raw:
+        await end_operator_session(raw)
+    response.delete_cookie(OPS_COOKIE, path="/ops")
+    return response
+
+
+async def _tenant_path(tenant_id: int) -> str:
+    row = await console.tenant_row(tenant_id)
+    return f"/t/{row.slug}" if row is not None else "/"
+
+
+async def dashboard(request: Request) -> Response:
+    session = await _operator(request)
+    if session is None:
+        return _to_login()
+    data = await console.dashboard()
+    peak = max((n for _, n in data.signups), default=0)
+    return _page(request, "ops/dashboard.html", {"operator": session.operator, "data": data, "peak": peak})
+
+
+async def tenants(request: Request) -> Response:
+    session = await _operator(request)
+    if session is None:
+        return _to_login()
+    params = request.query_params
+    page_text = params.get("page", "1")
+    query = console.TenantQuery(q=params.get("q", "")[:200], status=params.get("status", ""),
+                                plan=params.get("plan", "")[:40], page=int(page_text) if page_text.isdigit() else 1)
+    rows = await console.list_tenants(query)
+    plans: list[str] = []
+    if console.billing_available():
+        from kith.platform.billing.plans import PLANS
+
+        plans = [plan.name for plan in PLANS.values()]
+    return _page(request, "ops/tenants.html", {
+        "operator": session.operator, "rows": rows, "query": query, "statuses": console.STATUSES, "plans": plans,
+        "page_size": console.PAGE_SIZE})
+
+
+async def _detail_page(request: Request, session: OperatorSession, tenant_id: int, *, error: str = "",
+                       notice: str = "", status: int = 200) -> Response:
+    before = request.query_params.get("before", "")
+    detail = await console.tenant_detail(
+        tenant_id, operator_session_id=session.id, before_seq=int(before) if before.isdigit() else None,
+        audit_filter=AuditFilter(action=request.query_params.get("action", "")[:100]))
+    if detail is None:
+        return _page(request, "error.html", {"status": 404, "title": "Not found",
+                                             "message": "There is no such workspace."}, status=404)
+    return _page(request, "ops/tenant.html", {
+        "operator": session.operator, "detail": detail, "error": error, "notice": notice,
+        "minutes": int(lifetime().total_seconds() // 60), "now": datetime.now(detail.tenant.created_at.tzinfo)},
+        status=status)
+
+
+async def tenant(request: Request) -> Response:
+    session = await _operator(request)
+    if session is None:
+        return _to_login()
+    notice = {"suspended": "Workspace suspended.", "reactivated": "Workspace reactivated.",
+              "ended": "Impersonation ended."}.get(request.query_params.get("done", ""), "")
+    return await _detail_page(request, session, int(request.path_params["tenant_id"]), notice=notice)
+
+
+async def _status_action(request: Request, suspend: bool) -> Response:
+    form = await read_form(request)
+    session = await _operator(request)
+    if session is None:
+        return _to_login()
+    tenant_id = int(request.path_params["tenant_id"])
+    act = console.suspend_tenant if suspend else console.reactivate_tenant
+    try:
+        await act(session.operator, tenant_id, form_str(form, "reason"), client_info(request))
+    except ReasonRequired as exc:
+        return await _detail_page(request, session, tenant_id, error=str(exc), status=422)
+    except console.TenantActionError as exc:
+        return await _detail_page(request, session, tenant_id, error=str(exc), status=409)
+    done = "suspended" if suspend else "reactivated"
+    return RedirectResponse(f"/ops/tenants/{tenant_id}?done={done}", status_code=303)
+
+
+async def suspend(request: Request) -> Response:
+    return await _status_action(request, suspend=True)
+
+
+async def reactivate(request: Request) -> Response:
+    return await _status_action(request, suspend=False)
+
+
+async def impersonate(request: Request) -> Response:
+    form = await read_form(request)
+    session = await _operator(request)
+    if session is None:
+        return _to_login()
+    tenant_id = int(request.path_params["tenant_id"])
+    identity_text = form_str(form, "identity_id")
+    try:
+        started = await start_impersonation(
+            session.operator, session.id, tenant_id=tenant_id,
+            identity_id=int(identity_text) if identity_text.isdigit() else 0,
+            reason=form_str(form, "reason"), client=client_info(request))
+    except ReasonRequired as exc:
+        return await _detail_page(request, session, tenant_id, error=str(exc), status=422)
+    except ImpersonationError as exc:
+        return await _detail_page(request, session, tenant_id, error=str(exc), status=409)
+    response = RedirectResponse(f"/t/{started.tenant_slug}/contacts", status_code=303)
+    # Path /t/<slug>: the cookie reaches this workspace's pages and nothing else.
+    _set_ops_cookie(response, IMPERSONATION_COOKIE, started.token, int(lifetime().total_seconds()),
+                    f"/t/{started.tenant_slug}")
+    return response
+
+
+async def end(request: Request) -> Response:
+    await read_form(request)
+    session = await _operator(request)
+    if session is None:
+        return _to_login()
+    ended = await end_impersonation(session.operator, int(request.path_params["impersonation_id"]),
+                                    client_info(request))
+    if ended is None:
+        return _page(request, "error.html", {"status": 404, "title": "Not found",
+                                             "message": "There is no such impersonation of yours."}, status=404)
+    response = RedirectResponse(f"/ops/tenants/{ended.tenant_id}?done=ended", status_code=303)
+    response.delete_cookie(IMPERSONATION_COOKIE, path=await _tenant_path(ended.tenant_id))
+    return response
+
+
+routes = [
+    Route("/ops", dashboard),
+    Route("/ops/login", login, methods=["GET", "POST"]),
+    Route("/ops/login/verify", login_verify, methods=["GET", "POST"]),
+    Route("/ops/logout", logout, methods=["POST"]),
+    Route("/ops/tenants", tenants),
+    Route("/ops/tenants/{tenant_id:int}", tenant),
+    Route("/ops/tenants/{tenant_id:int}/suspend", suspend, methods=["POST"]),
+    Route("/ops/tenants/{tenant_id:int}/reactivate", reactivate, methods=["POST"]),
+    Route("/ops/tenants/{tenant_id:int}/impersonate", impersonate, methods=["POST"]),
+    Route("/ops/impersonations/{impersonation_id:int}/end", end, methods=["POST"]),
+]
