@@ -1,5 +1,5 @@
-"""Emails with a link: the invitation (a tenant job) and the password reset (no tenant:
-a person asking for a reset may belong to no workspace, or to several)."""
+"""Emails with a link: the invitation (a tenant job), the password reset and the email
+verification (no tenant: a person may belong to no workspace, or to several)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from kith.jobs.tenant_job import JobContext, tenant_job
 from kith.jobs.welcome import RETRY_BACKOFF_S
 from kith.platform.email.delivery import EmailDeliveryError, deliver
 from kith.platform.identity.reset import issue_password_reset
+from kith.platform.identity.verification import verification_is_pending
 from kith.platform.observability import get_logger
 from kith.platform.tenancy.invites import invitation_is_pending
 from kith.platform.tenancy.models import Tenant
@@ -62,3 +63,18 @@ async def enqueue_password_reset(email: str) -> None:
     queue = await get_queue()
     await queue.enqueue_job("password_reset_email", email.strip()[:320],
                             _job_id=queued_job_id(f"reset:{digest}:{minute}"))
+
+
+async def verification_email(ctx: JobContext, verification_id: int, email_id: int) -> str:
+    """Deliver an email verification link (written to the outbox with the link), unless the
+    address was verified, or the link used up or expired, meanwhile."""
+    if not await verification_is_pending(verification_id):
+        return f"skipped: verification {verification_id} is no longer pending"
+    return await _deliver(ctx, email_id)
+
+
+async def enqueue_verification_email(verification_id: int, email_id: int) -> None:
+    """Queue the delivery of a verification email (one job per link)."""
+    queue = await get_queue()
+    await queue.enqueue_job("verification_email", int(verification_id), int(email_id),
+                            _job_id=queued_job_id(f"verification:{int(verification_id)}"))

@@ -14,7 +14,7 @@ from arq.cron import cron
 
 from kith.jobs.audit_retention import audit_retention, enqueue_audit_retention
 from kith.jobs.billing import billing_notices, enqueue_billing_notices
-from kith.jobs.invites import invitation_email, password_reset_email
+from kith.jobs.invites import invitation_email, password_reset_email, verification_email
 from kith.jobs.queue import close_queue, redis_settings
 from kith.jobs.welcome import welcome_email
 from kith.platform.config import get_settings
@@ -46,7 +46,7 @@ class WorkerSettings:
     """arq settings; `worker_kwargs()` adds the parts read from the environment."""
 
     functions: ClassVar[list[Any]] = [welcome_email, audit_retention, invitation_email, password_reset_email,
-                                      billing_notices]
+                                      billing_notices, verification_email]
     # 03:17 UTC: off the hour, when most workspaces are quiet; one job per tenant (see the job).
     cron_jobs: ClassVar[list[Any]] = [
         cron(enqueue_audit_retention, hour={3}, minute={17}, run_at_startup=False),

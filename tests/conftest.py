@@ -109,13 +109,20 @@ def unique_slug(prefix: str = "ws") -> str:
     return f"{prefix}-{os.getpid() % 10000}-{next(_counter)}-{secrets.token_hex(2)}"
 
 
-async def make_workspace(prefix: str = "ws", name: str = "Test Company") -> Workspace:
+async def make_workspace(prefix: str = "ws", name: str = "Test Company", *, verified: bool = True) -> Workspace:
+    """A workspace made by signup. Its owner's email is marked verified (as if the emailed link
+    was followed) unless `verified=False`, so tests of paid plans need not walk the link."""
+    from kith.platform.db import platform_tx
     from kith.platform.tenancy.signup import sign_up
 
     slug = unique_slug(prefix)
     email = f"owner-{slug}@example.com"
     password = "correct horse battery staple"
     result = await sign_up(company_name=name, slug=slug, email=email, password=password)
+    if verified:
+        async with platform_tx() as tx:
+            await tx.execute_query("UPDATE public.identities SET email_verified_at = now() WHERE id = $1",
+                                   [result.identity.id])
     return Workspace(result.tenant.id, slug, result.tenant.name, result.identity.id, email, password)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from kith.platform.db import platform_tx
 from kith.platform.identity.models import Identity
@@ -33,13 +34,15 @@ class Member:
 
 async def add_member(ws: Workspace, role: str) -> Member:
     """A new person in `ws` holding `role` (any key: built-in, custom, or one that does not
-    exist), with an API token. The membership is written directly, as an invitation would."""
+    exist), with an API token. The membership is written directly, as an invitation would, and the
+    email is verified, as accepting an invitation does."""
     if not _PASSWORD_HASH:
         _PASSWORD_HASH.append(hash_password(PASSWORD))
     email = f"{role.replace('_', '-')}-{next(_counter)}-{secrets.token_hex(3)}@{ws.slug}.example.com"
     async with platform_tx() as tx:
         identity = await Identity.create(email=email, display_name=email.split("@")[0],
-                                         password_hash=_PASSWORD_HASH[0], using_db=tx)
+                                         password_hash=_PASSWORD_HASH[0], email_verified_at=datetime.now(UTC),
+                                         using_db=tx)
         await tx.execute_query(
             "INSERT INTO public.memberships (tenant_id, identity_id, role) VALUES ($1, $2, $3)",
             [ws.tenant_id, identity.id, role],

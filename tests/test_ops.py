@@ -285,3 +285,107 @@ async def test_kith_ops_create_operator_prints_the_enrolment_once(db: object) ->
                      "already exists")
     assert_bad_input(await kith("ops", "create-operator", "--email", "x@y.example", "--password", "short"),
                      "at least")
+
+
+async def test_extend_trial_comp_and_resend_verification_need_reasons_and_are_audited(db: object) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from kith.platform.billing.subscriptions import current_subscription
+
+    from .conftest import make_workspace
+
+    ws = await make_workspace("opsbill", verified=False)
+    op = await make_operator()
+    page = f"/ops/tenants/{ws.tenant_id}"
+    before = await current_subscription(ws.tenant_id)
+    assert before.trial_ends_at is not None
+    until = datetime.now(UTC).date() + timedelta(days=60)
+    async with client() as c:
+        await ops_login(c, op)
+        shown = await c.get(page)
+        assert 'data-field="subscription"' in shown.text and "trialing" in shown.text and "No invoices." in shown.text
+        # a missing reason: 422, nothing changed, no entry
+        for action, data in (("extend-trial", {"days": "10"}), ("comp", {"plan": "starter", "until": str(until)}),
+                             ("resend-verification", {"identity_id": str(ws.identity_id)})):
+            blank = await form_post(c, page, {**data, "reason": " "}, f"{page}/{action}")
+            assert blank.status_code == 422 and "Give a reason" in blank.text, action
+        assert await current_subscription(ws.tenant_id) == before
+        assert await tenant_entries(ws.tenant_id, "ops.extend_trial") == []
+        sent_before = await _verification_rows(ws.identity_id)
+
+        done = await form_post(c, page, {"days": "10", "reason": "ticket 12: needs a week more"},
+                               f"{page}/extend-trial")
+        assert done.status_code == 303 and done.headers["location"].endswith("done=extended")
+        extended = await current_subscription(ws.tenant_id)
+        assert extended.trial_ends_at == before.trial_ends_at + timedelta(days=10)
+
+        resent = await form_post(c, page, {"identity_id": str(ws.identity_id), "reason": "ticket 13: no email"},
+                                 f"{page}/resend-verification")
+        assert resent.status_code == 303 and resent.headers["location"].endswith("done=resent")
+        assert await _verification_rows(ws.identity_id) == sent_before + 1
+
+        comped = await form_post(c, page, {"plan": "starter", "until": str(until), "reason": "partner deal"},
+                                 f"{page}/comp")
+        assert comped.status_code == 303
+        detail = await c.get(page)
+        assert f"comped until {until}" in detail.text
+        # a comped workspace is no longer in its trial
+        refused = await form_post(c, page, {"days": "5", "reason": "again"}, f"{page}/extend-trial")
+        assert refused.status_code == 409 and "Only a workspace in its trial" in refused.text
+    sub = await current_subscription(ws.tenant_id)
+    assert (sub.plan, sub.status, sub.comped()) == ("starter", "active", True)
+    assert sub.comped_until == datetime.combine(until, datetime.min.time(), UTC)
+    # the comp shows on the workspace's billing page and in its API, and nothing is billed
+    async with client() as owner:
+        await login(owner, ws.email, ws.password)
+        billing = await owner.get(f"/t/{ws.slug}/settings/billing")
+        assert f"Complimentary Starter plan from Kith support until {until}" in billing.text
+        assert 'id="plan-name">Starter' in billing.text and 'class="empty" id="next-invoice"' in billing.text
+        body = (await owner.get(f"/t/{ws.slug}/api/v1/billing", headers=await _owner_headers(ws))).json()
+        assert body["comped_until"] and body["next_invoice_amount"] is None
+    for action, reason in (("ops.extend_trial", "ticket 12"), ("ops.comp_plan", "partner deal"),
+                           ("ops.resend_verification", "ticket 13")):
+        [mine] = await tenant_entries(ws.tenant_id, action)
+        assert mine["actor_kind"] == "operator" and reason in mine["diff"], action
+        object_id = str(ws.identity_id) if action == "ops.resend_verification" else str(ws.tenant_id)
+        [platform] = await platform_entries(action, object_id)
+        assert platform["actor_id"] == str(op.operator.id) and reason in platform["diff"], action
+    [comp_entry] = await tenant_entries(ws.tenant_id, "ops.comp_plan")
+    assert '"plan": ["pro", "starter"]' in comp_entry["diff"]
+
+
+async def test_comp_and_extend_refuse_a_workspace_stripe_bills(workspace: Workspace) -> None:
+    from kith.platform.billing.subscriptions import current_subscription
+
+    async with platform_tx() as tx:
+        await tx.execute_query("UPDATE public.billing_subscriptions SET stripe_subscription_id = 'sub_ops_1'"
+                               " WHERE tenant_id = $1", [workspace.tenant_id])
+    before = await current_subscription(workspace.tenant_id)
+    op = await make_operator()
+    page = f"/ops/tenants/{workspace.tenant_id}"
+    async with client() as c:
+        await ops_login(c, op)
+        assert "Stripe bills this workspace" in (await c.get(page)).text
+        comp = await form_post(c, page, {"plan": "pro", "until": "2099-01-01", "reason": "x"}, f"{page}/comp")
+        assert comp.status_code == 409 and "billed by Stripe (subscription sub_ops_1)" in comp.text
+        extend = await form_post(c, page, {"days": "3", "reason": "x"}, f"{page}/extend-trial")
+        assert extend.status_code == 409 and "Stripe dashboard" in extend.text
+        # the owner's email is verified (the fixture): nothing to resend
+        resend = await form_post(c, page, {"identity_id": str(workspace.identity_id), "reason": "x"},
+                                 f"{page}/resend-verification")
+        assert resend.status_code == 409 and "already verified" in resend.text
+    assert await current_subscription(workspace.tenant_id) == before
+    assert await tenant_entries(workspace.tenant_id, "ops.comp_plan") == []
+
+
+async def _verification_rows(identity_id: int) -> int:
+    async with platform_tx() as tx:
+        rows = await tx.execute_query_dict(
+            "SELECT count(*) AS n FROM public.email_verifications WHERE identity_id = $1", [identity_id])
+    return int(rows[0]["n"])
+
+
+async def _owner_headers(ws: Workspace) -> dict[str, str]:
+    from .factories import owner_token
+
+    return await owner_token(ws)

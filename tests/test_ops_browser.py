@@ -1,14 +1,17 @@
 """Every ops console action once in a real browser (Debian's chromium via Playwright), against
 the real web server: sign-in with a TOTP code, search, suspend and reactivate with reasons,
-impersonate (the banner on the workspace's pages), end; and one phone-width check."""
+extend the trial, resend the email verification, comp a plan, impersonate (the banner on the
+workspace's pages), end; and one phone-width check."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pyotp
 from playwright.async_api import async_playwright, expect
 
+from kith.platform.db import platform_tx
 from kith.platform.ops.operators import create_operator
 
 from .conftest import Workspace
@@ -20,6 +23,9 @@ PASSWORD = "operator horse battery staple"
 
 async def test_ops_console_in_the_browser(workspace: Workspace) -> None:
     op = await create_operator(f"browser-op-{workspace.slug}@ops.kith.example", PASSWORD)
+    async with platform_tx() as tx:  # an owner who has not followed the link yet: resend applies
+        await tx.execute_query("UPDATE public.identities SET email_verified_at = NULL WHERE id = $1",
+                               [workspace.identity_id])
     SHOTS.mkdir(exist_ok=True)
     with web_server() as base:
         async with async_playwright() as pw:
@@ -52,6 +58,19 @@ async def test_ops_console_in_the_browser(workspace: Workspace) -> None:
                 await page.fill("input[data-action=reactivate]", "browser test: reactivate")
                 await page.click("button:has-text('Reactivate')")
                 await expect(page.locator("[role=status]")).to_have_text("Workspace reactivated.")
+
+                # billing and verification support, each with a reason
+                await page.fill("input[data-action=extend-trial]", "browser test: extend")
+                await page.click("button:has-text('Extend trial')")
+                await expect(page.locator("[role=status]")).to_have_text("Trial extended.")
+                await page.fill("input[data-action=resend-verification]", "browser test: resend")
+                await page.click("button:has-text('Resend verification')")
+                await expect(page.locator("[role=status]")).to_have_text("Verification email sent.")
+                await page.fill("input[name=until]", str(datetime.now(UTC).date() + timedelta(days=30)))
+                await page.fill("input[data-action=comp]", "browser test: comp")
+                await page.click("button:has-text('Comp plan')")
+                await expect(page.locator("[role=status]")).to_have_text("Plan comped.")
+                await expect(page.locator("[data-field=comp]")).to_contain_text("comped until")
 
                 # impersonate the owner: the workspace's pages, with the banner throughout
                 row = page.locator(f"tr[data-member='{workspace.email}']")

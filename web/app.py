@@ -20,6 +20,7 @@ from kith.platform.billing.plans import LimitExceeded
 from kith.platform.billing.subscriptions import WorkspaceReadOnly
 from kith.platform.config import get_settings
 from kith.platform.db import close_db, init_db
+from kith.platform.identity.verification import EmailNotVerified
 from kith.platform.observability import configure_logging, get_logger, init_sentry
 from kith.tenants.registry import TENANT_MODEL_MODULES
 from kith.web import (
@@ -35,6 +36,7 @@ from kith.web import (
     ops_pages,
     privacy_pages,
     token_pages,
+    verify_pages,
     webhooks,
     workspace_pages,
 )
@@ -82,6 +84,13 @@ async def _plan_limit(request: Request, exc: Exception) -> Response:
     if _is_api(request.url.path):
         return JSONResponse(ApiError(402, "plan_limit", str(exc)).payload(), status_code=402)
     return error_page(request.scope, 402, str(exc))
+
+
+async def _email_not_verified(request: Request, exc: Exception) -> Response:
+    # 403: allowed for the role, but not before the person's email is verified (e.g. paid checkout)
+    if _is_api(request.url.path):
+        return JSONResponse(ApiError(403, "email_not_verified", str(exc)).payload(), status_code=403)
+    return error_page(request.scope, 403, str(exc))
 
 
 async def _read_only(request: Request, exc: Exception) -> Response:
@@ -132,6 +141,7 @@ def create_app() -> Starlette:
         *account_pages.routes,
         *contact_pages.routes,
         *privacy_pages.routes,
+        *verify_pages.routes,
         *token_pages.routes,
         *admin_pages.routes,
         *invite_pages.routes,
@@ -153,6 +163,7 @@ def create_app() -> Starlette:
             PermissionDenied: _permission_denied,
             WorkspaceReadOnly: _read_only,
             LimitExceeded: _plan_limit,
+            EmailNotVerified: _email_not_verified,
         },
     )
     # inside the edge (added first): it reads the caller the edge resolved

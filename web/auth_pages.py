@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from kith.platform.billing.plans import DEFAULT_TRIAL_PLAN, trial_plans
 from kith.platform.db import platform_tx
 from kith.platform.identity.events import ClientInfo, record_account_event
 from kith.platform.identity.models import Identity
@@ -34,6 +35,7 @@ from kith.platform.identity.sessions import (
     workspaces_of,
 )
 from kith.platform.identity.totp import TwoFactorError, normalise_code, verify_second_factor
+from kith.platform.identity.verification import IssuedVerification
 from kith.platform.observability import get_logger
 from kith.platform.tenancy.signup import SignupError, sign_up
 from kith.web.edge import SESSION_COOKIE
@@ -78,19 +80,22 @@ async def _signed_in(request: Request, identity_id: int, target: str) -> Respons
 
 
 async def signup(request: Request) -> Response:
-    values = {"company_name": "", "slug": "", "email": ""}
+    values = {"company_name": "", "slug": "", "email": "", "plan": DEFAULT_TRIAL_PLAN}
+    plans = trial_plans()
     if request.method == "GET":
-        return render(request, "signup.html", {"values": values, "errors": {}})
+        return render(request, "signup.html", {"values": values, "errors": {}, "plans": plans})
     form = await read_form(request)
     values = {k: form_str(form, k) for k in values}
     try:
         result = await sign_up(
             company_name=values["company_name"], slug=values["slug"], email=values["email"],
-            password=form_str(form, "password"),
+            password=form_str(form, "password"), plan=values["plan"],
         )
     except SignupError as exc:
-        return render(request, "signup.html", {"values": values, "errors": exc.fields}, status=422)
+        return render(request, "signup.html", {"values": values, "errors": exc.fields, "plans": plans}, status=422)
     await _welcome(result.tenant.id, result.identity.id)
+    if result.verification is not None:
+        await send_verification(result.verification)
     return await _signed_in(request, result.identity.id, f"/t/{result.tenant.slug}/contacts")
 
 
@@ -101,6 +106,16 @@ async def _welcome(tenant_id: int, identity_id: int) -> None:
         await enqueue_welcome_email(tenant_id, identity_id)
     except (OSError, RedisError) as exc:  # Redis down: the workspace exists; log it rather than fail signup
         log.warning("welcome email not queued", tenant_id=tenant_id, error=str(exc))
+
+
+async def send_verification(issued: IssuedVerification) -> None:
+    """Queue the delivery of a verification email written in a committed transaction."""
+    from kith.jobs.invites import enqueue_verification_email
+
+    try:
+        await enqueue_verification_email(issued.verification_id, issued.email_id)
+    except (OSError, RedisError) as exc:  # Redis down: the link exists, its email waits in the outbox
+        log.warning("verification email not queued", error=str(exc))
 
 
 def _login_page(request: Request, *, email: str, next_url: str, error: str, status: int,

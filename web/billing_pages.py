@@ -22,6 +22,7 @@ from kith.platform.billing.actions import (
 from kith.platform.billing.plans import PLANS
 from kith.platform.billing.subscriptions import current_subscription
 from kith.platform.config import get_settings
+from kith.platform.identity.verification import EmailNotVerified
 from kith.web.edge import _is_api, actor_of
 from kith.web.forms import form_str, read_form, render
 
@@ -37,11 +38,18 @@ def _page_url(slug: str) -> str:
 
 async def billing_page(request: Request, *, error: str = "", status: int = 200) -> Response:
     overview = await billing_overview(actor_of(request))
+    notice = {"done": "Thank you: your payment is being confirmed; this page updates when Stripe tells us.",
+              "cancelled": "Checkout was cancelled; nothing changed.",
+              "changed": "Plan changed."}.get(request.query_params.get("checkout", ""), "")
+    sub = overview.subscription
+    if sub.comped() and sub.comped_until is not None:
+        # the page's status line says it, after any checkout notice
+        comp = (f"Complimentary {overview.plan.name} plan from Kith support until "
+                f"{sub.comped_until:%Y-%m-%d}: not billed.")
+        notice = f"{notice} {comp}".strip()
     context: dict[str, Any] = {
         "o": overview, "plans": [p for p in PLANS.values()], "state_words": STATE_WORDS, "error": error,
-        "notice": {"done": "Thank you: your payment is being confirmed; this page updates when Stripe tells us.",
-                   "cancelled": "Checkout was cancelled; nothing changed.",
-                   "changed": "Plan changed."}.get(request.query_params.get("checkout", ""), ""),
+        "notice": notice,
     }
     return render(request, "billing/page.html", context, status=status)
 
@@ -60,6 +68,8 @@ async def billing_checkout(request: Request) -> Response:
                                    success_url=f"{page}?checkout=done", cancel_url=f"{page}?checkout=cancelled")
     except BillingError as exc:
         return await billing_page(request, error=str(exc), status=422)
+    except EmailNotVerified as exc:
+        return await billing_page(request, error=str(exc), status=403)
     return RedirectResponse(url or f"/t/{caller.tenant.slug}/settings/billing?checkout=changed", status_code=303)
 
 

@@ -6,25 +6,36 @@ surfaces as the 403 page. Fields hidden from the caller's role are not shown or 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from kith.tenants.contacts import actions, queries
-from kith.tenants.contacts.schemas import ContactIn, ContactPatch
+from kith.tenants.contacts.schemas import ContactIn, ContactPatch, phone_context
 from kith.web.edge import actor_of
 from kith.web.errors import validation_fields
 from kith.web.forms import form_str, read_form, render
+from kith.web.i18n import gettext_for
 
 FIELDS = queries.FIELDS
+Model = TypeVar("Model", bound=BaseModel)
 NO_SUCH_CONTACT = {"status": 404, "message": "There is no such contact."}
 
 
 def _base(request: Request) -> str:
     return f"/t/{request.state.caller.tenant.slug}"
+
+
+def _validate(request: Request, model: type[Model], values: dict[str, str]) -> Model:
+    """`values` as `model`, national phone numbers read in the workspace's default phone region."""
+    return model.model_validate(values, context=phone_context(request.state.caller.tenant.default_phone_region))
+
+
+def _errors(request: Request, exc: ValidationError) -> dict[str, str]:
+    return validation_fields(exc, request.state.caller.tenant.locale)
 
 
 def _form_values(form: Any, hidden: frozenset[str]) -> dict[str, str]:
@@ -53,9 +64,9 @@ async def contact_new(request: Request) -> Response:
         return render(request, "contacts/form.html", context)
     values = _form_values(await read_form(request), hidden)
     try:
-        data = ContactIn.model_validate(values)
+        data = _validate(request, ContactIn, values)
     except ValidationError as exc:
-        return render(request, "contacts/form.html", {**context, "values": values, "errors": validation_fields(exc)},
+        return render(request, "contacts/form.html", {**context, "values": values, "errors": _errors(request, exc)},
                       status=422)
     contact = await actions.create_contact(actor, data)
     return RedirectResponse(f"{_base(request)}/contacts?created={contact['id']}", status_code=303)
@@ -80,14 +91,15 @@ async def contact_edit(request: Request) -> Response:
         return render(request, "contacts/form.html", context)
     values = _form_values(await read_form(request), hidden)
     try:
-        changes = ContactPatch.model_validate(values)
+        changes = _validate(request, ContactPatch, values)
         await actions.update_contact(actor, contact["id"], changes)
     except ValidationError as exc:
-        return render(request, "contacts/form.html", {**context, "values": values, "errors": validation_fields(exc)},
+        return render(request, "contacts/form.html", {**context, "values": values, "errors": _errors(request, exc)},
                       status=422)
     except ValueError:
-        return render(request, "contacts/form.html",
-                      {**context, "values": values, "errors": {"name": "This field cannot be empty."}}, status=422)
+        empty = gettext_for(request.state.caller.tenant.locale, "This field cannot be empty.")
+        return render(request, "contacts/form.html", {**context, "values": values, "errors": {"name": empty}},
+                      status=422)
     except queries.ContactNotFound:
         return render(request, "error.html", NO_SUCH_CONTACT, status=404)
     return RedirectResponse(f"{_base(request)}/contacts?updated={contact['id']}", status_code=303)

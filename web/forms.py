@@ -72,6 +72,8 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     caller = ctx["caller"]
     ctx.setdefault("locale", caller.tenant.locale if caller is not None else
                    locale_from_accept_language(request.headers.get("accept-language", "")))
+    # times on a workspace's pages in its time zone (|local_dt); elsewhere UTC, as stored
+    ctx.setdefault("time_zone", caller.tenant.time_zone if caller is not None else "UTC")
     response = templates.TemplateResponse(request, template, ctx, status_code=status)
     new = state.get("new_csrf")
     if new:

@@ -11,10 +11,12 @@ environment serves concurrent requests in different languages.
 from __future__ import annotations
 
 import functools
+from datetime import UTC, date, datetime
 from gettext import GNUTranslations, NullTranslations
 from io import BytesIO
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -68,8 +70,46 @@ def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
     return translations(str(context.get("locale") or DEFAULT_LOCALE)).ngettext(singular, plural, n)
 
 
+@functools.cache
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        # settings validate the name; a zone dropped from tzdata later must not break every page
+        return ZoneInfo("UTC")
+
+
+def local_time(value: datetime, time_zone: str) -> datetime:
+    """`value` (stored in UTC; a naive value is taken as UTC) in the IANA zone `time_zone`."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(_zone(time_zone))
+
+
+@pass_context
+def _local_dt(context: Context, value: datetime | date | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """Jinja filter `local_dt`: a stored time shown in the template's `time_zone` (the workspace's
+    setting; UTC outside a workspace), with the zone's abbreviation by default (CST, PDT, UTC)."""
+    if value is None:
+        return ""
+    if not isinstance(value, datetime):  # a calendar date has no zone to convert
+        return value.strftime(fmt.replace(" %Z", "").replace("%Z", ""))
+    return local_time(value, str(context.get("time_zone") or "UTC")).strftime(fmt)
+
+
+@pass_context
+def _translate(context: Context, message: str | None) -> str:
+    """Jinja filter `translate`: text made in Python (a notice, an error page's message) in the page's
+    language when the catalog has it. Unlike `_()` it does no %-formatting, so any text is safe."""
+    if not message:
+        return ""
+    return translations(str(context.get("locale") or DEFAULT_LOCALE)).gettext(str(message))
+
+
 def install(env: Environment) -> None:
-    """Add the i18n extension to `env`, translating through each template's `locale`."""
+    """Add the i18n extension to `env`, translating through each template's `locale`, and the
+    `local_dt` filter, showing times in each template's `time_zone`."""
+    env.filters["local_dt"] = _local_dt
+    env.filters["translate"] = _translate
     env.add_extension("jinja2.ext.i18n")
     gettext: Any = _gettext
     ngettext: Any = _ngettext

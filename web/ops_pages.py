@@ -7,20 +7,21 @@ here. Each action needs a reason: a blank one is a 422 and changes nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from kith.platform.audit.entries import AuditFilter
+from kith.platform.billing.plans import PLANS, Plan
 from kith.platform.config import get_settings
 from kith.platform.db import platform_tx
 from kith.platform.identity.ratelimit import Lockout, begin_attempt, record_failure, record_success, release
 from kith.platform.identity.totp import TwoFactorError, normalise_code
 from kith.platform.observability import get_logger
 from kith.platform.ops import console
-from kith.platform.ops.audit import ReasonRequired
+from kith.platform.ops.audit import ReasonRequired, clean_reason
 from kith.platform.ops.impersonation import (
     COOKIE_NAME as IMPERSONATION_COOKIE,
 )
@@ -45,7 +46,7 @@ from kith.platform.ops.operators import (
     throttle_key,
     verify_operator_code,
 )
-from kith.web.auth_pages import client_info
+from kith.web.auth_pages import client_info, send_verification
 from kith.web.forms import form_str, read_form, render
 
 log = get_logger("kith.web.ops")
@@ -204,8 +205,9 @@ async def _detail_page(request: Request, session: OperatorSession, tenant_id: in
     if detail is None:
         return _page(request, "error.html", {"status": 404, "title": "Not found",
                                              "message": "There is no such workspace."}, status=404)
+    plans: list[Plan] = [p for p in PLANS.values() if p.paid]
     return _page(request, "ops/tenant.html", {
-        "operator": session.operator, "detail": detail, "error": error, "notice": notice,
+        "operator": session.operator, "detail": detail, "error": error, "notice": notice, "comp_plans": plans,
         "minutes": int(lifetime().total_seconds() // 60), "now": datetime.now(detail.tenant.created_at.tzinfo)},
         status=status)
 
@@ -215,7 +217,8 @@ async def tenant(request: Request) -> Response:
     if session is None:
         return _to_login()
     notice = {"suspended": "Workspace suspended.", "reactivated": "Workspace reactivated.",
-              "ended": "Impersonation ended."}.get(request.query_params.get("done", ""), "")
+              "ended": "Impersonation ended.", "extended": "Trial extended.", "comped": "Plan comped.",
+              "resent": "Verification email sent."}.get(request.query_params.get("done", ""), "")
     return await _detail_page(request, session, int(request.path_params["tenant_id"]), notice=notice)
 
 
@@ -242,6 +245,54 @@ async def suspend(request: Request) -> Response:
 
 async def reactivate(request: Request) -> Response:
     return await _status_action(request, suspend=False)
+
+
+async def _support_action(request: Request, done: str) -> Response:
+    form = await read_form(request)
+    session = await _operator(request)
+    if session is None:
+        return _to_login()
+    tenant_id = int(request.path_params["tenant_id"])
+    reason = form_str(form, "reason")
+    client = client_info(request)
+    try:
+        if done == "extended":
+            days = form_str(form, "days").strip()
+            if not days.isdigit():
+                clean_reason(reason)  # a missing reason is named first, like everywhere
+                return await _detail_page(request, session, tenant_id, status=422,
+                                          error="Give the number of days to extend the trial by.")
+            await console.extend_trial(session.operator, tenant_id, int(days), reason, client)
+        elif done == "comped":
+            try:
+                until = datetime.combine(date.fromisoformat(form_str(form, "until").strip()), time(0), UTC)
+            except ValueError:
+                clean_reason(reason)
+                return await _detail_page(request, session, tenant_id, status=422,
+                                          error="Give the comp's end date (YYYY-MM-DD).")
+            await console.comp_plan(session.operator, tenant_id, form_str(form, "plan"), until, reason, client)
+        else:
+            identity_text = form_str(form, "identity_id")
+            issued = await console.resend_verification(
+                session.operator, tenant_id, int(identity_text) if identity_text.isdigit() else 0, reason, client)
+            await send_verification(issued)
+    except ReasonRequired as exc:
+        return await _detail_page(request, session, tenant_id, error=str(exc), status=422)
+    except console.TenantActionError as exc:
+        return await _detail_page(request, session, tenant_id, error=str(exc), status=409)
+    return RedirectResponse(f"/ops/tenants/{tenant_id}?done={done}", status_code=303)
+
+
+async def extend_trial(request: Request) -> Response:
+    return await _support_action(request, "extended")
+
+
+async def comp_plan(request: Request) -> Response:
+    return await _support_action(request, "comped")
+
+
+async def resend_verification(request: Request) -> Response:
+    return await _support_action(request, "resent")
 
 
 async def impersonate(request: Request) -> Response:
@@ -292,5 +343,8 @@ routes = [
     Route("/ops/tenants/{tenant_id:int}/suspend", suspend, methods=["POST"]),
     Route("/ops/tenants/{tenant_id:int}/reactivate", reactivate, methods=["POST"]),
     Route("/ops/tenants/{tenant_id:int}/impersonate", impersonate, methods=["POST"]),
+    Route("/ops/tenants/{tenant_id:int}/extend-trial", extend_trial, methods=["POST"]),
+    Route("/ops/tenants/{tenant_id:int}/comp", comp_plan, methods=["POST"]),
+    Route("/ops/tenants/{tenant_id:int}/resend-verification", resend_verification, methods=["POST"]),
     Route("/ops/impersonations/{impersonation_id:int}/end", end, methods=["POST"]),
 ]

@@ -99,6 +99,15 @@ LIMIT_WORDS: dict[str, tuple[str, str]] = {
 }
 
 
+def trial_plans() -> list[Plan]:
+    """The plans a new workspace may try at signup: self-serve and paid, smallest first.
+
+    Free is left out (a trial of it would be no trial: every unpaid trial ends there anyway),
+    and so is Enterprise, which is arranged with sales.
+    """
+    return sorted((p for p in PLANS.values() if p.self_serve and p.monthly_usd > 0), key=lambda p: p.rank)
+
+
 def price_ids() -> dict[str, str]:
     """`<plan>_<interval>` -> Stripe price id, parsed from STRIPE_PRICES."""
     result: dict[str, str] = {}

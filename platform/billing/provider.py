@@ -109,8 +109,8 @@ class LocalProvider:
         from kith.platform.billing.plans import plan_for
 
         plan = plan_for(sub.effective_plan)
-        if sub.status != "active" or not plan.monthly_usd:
-            return None
+        if sub.status != "active" or not plan.monthly_usd or sub.comped():
+            return None  # a comped plan is not billed
         months = 12 if sub.billing_interval == "yearly" else 1
         return NextInvoice(amount_due=plan.monthly_usd * 100 * months * sub.seats, currency="usd",
                            at=sub.current_period_end)

@@ -6,6 +6,7 @@
         +-- trial ends unpaid --> active on the free plan
     any --cancelled--> cancelled (read-only, deleted after the retention period)
     any --paused/ops--> suspended
+    trialing/active without Stripe --ops comps a plan--> active, not billed, until comped_until
 
 Stripe is the record of what is paid: `reconcile_in` sets the row from a Stripe subscription
 object, so whichever order events arrive in, the last reconciliation wins with Stripe's
@@ -40,7 +41,7 @@ STRIPE_STATUS: dict[str, StoredStatus] = {
 _COLUMNS = (
     "tenant_id, plan, billing_interval, status, provider, trial_ends_at, past_due_since, cancelled_at,"
     " current_period_end, cancel_at_period_end, seats, stripe_customer_id, stripe_subscription_id,"
-    " stripe_item_id, deleted_at"
+    " stripe_item_id, deleted_at, comped_until"
 )
 
 
@@ -83,6 +84,7 @@ class Subscription:
     stripe_subscription_id: str | None
     stripe_item_id: str | None
     deleted_at: datetime | None
+    comped_until: datetime | None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Subscription:
@@ -93,6 +95,19 @@ class Subscription:
         now = now or now_utc()
         return (self.status == "trialing" and self.stripe_subscription_id is None
                 and self.trial_ends_at is not None and self.trial_ends_at <= now)
+
+    def comped(self, now: datetime | None = None) -> bool:
+        """Support gave the plan without payment, and the comp still runs. A Stripe subscription
+        ends a comp: from then on Stripe's record of what is paid decides."""
+        now = now or now_utc()
+        return (self.comped_until is not None and self.stripe_subscription_id is None
+                and self.comped_until > now)
+
+    def comp_lapsed(self, now: datetime | None = None) -> bool:
+        """A comp ran out (the workspace falls back to the free plan, like a lapsed trial)."""
+        now = now or now_utc()
+        return (self.comped_until is not None and self.stripe_subscription_id is None
+                and self.comped_until <= now)
 
     def grace_ends_at(self) -> datetime | None:
         if self.status != "past_due" or self.past_due_since is None:
@@ -112,7 +127,7 @@ class Subscription:
     @property
     def effective_plan(self) -> str:
         """The plan whose limits apply: the free plan once a trial lapsed or a subscription ended."""
-        if self.trial_lapsed() or self.status == "cancelled":
+        if self.trial_lapsed() or self.status == "cancelled" or self.comp_lapsed():
             return FALLBACK_PLAN
         return self.plan
 

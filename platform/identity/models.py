@@ -18,6 +18,8 @@ class Identity(Model):
     password_hash = fields.TextField()
     created_at = fields.DatetimeField(auto_now_add=True)
     last_login_at = fields.DatetimeField(null=True)
+    # when the person proved they read mail at `email` (a verification link, or an invitation's)
+    email_verified_at = fields.DatetimeField(null=True)
     # TOTP two-factor authentication: the active secret, one being enrolled (not yet
     # confirmed with a code), when it was turned on, and the last time-step accepted (a
     # code is refused unless its step is later, so one code never works twice).

@@ -15,9 +15,6 @@ up every other reset link they hold, and clears their sign-in lockout.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +22,7 @@ from kith.platform.config import get_settings
 from kith.platform.db import platform_tx
 from kith.platform.email.delivery import queue_email
 from kith.platform.identity.events import ClientInfo, record_account_event
+from kith.platform.identity.links import new_link_token, token_digest
 from kith.platform.identity.passwords import PasswordRuleError, check_password_rules, hash_password
 from kith.platform.identity.ratelimit import normalise_email
 
@@ -45,9 +43,7 @@ class ResetRefused(Exception):
 
 
 def _digest(raw: str) -> str:
-    # keyed, so a database reader cannot turn a stored value into a working link
-    key = get_settings().secret_key.reveal().encode()
-    return hmac.new(key, f"kith-password-reset\x00{raw}".encode(), hashlib.sha256).hexdigest()
+    return token_digest(raw, "kith-password-reset")
 
 
 def reset_text(*, url: str, minutes: int) -> str:
@@ -63,7 +59,7 @@ async def issue_password_reset(email: str) -> int | None:
     """Create a reset link for the account with this email and queue its email; returns the
     outbox row id, or None when there is no such account or it had RESETS_PER_HOUR already."""
     settings = get_settings()
-    raw = secrets.token_urlsafe(32)
+    raw = new_link_token()
     async with platform_tx() as tx:
         found = await tx.execute_query_dict(
             "SELECT id, email FROM public.identities WHERE lower(email) = $1", [normalise_email(email)])

@@ -8,20 +8,29 @@ like every access to tenant tables: one short transaction per workspace shown, s
 50 workspaces costs 50 transactions (fine at today's size; a counter kept by the contacts
 actions would make it one query).
 
-Actions (suspend, reactivate) need a reason, and write the change, the workspace's audit
-entry and the platform's in one transaction (kith.platform.ops.audit).
+Actions (suspend, reactivate, extend a trial, comp a plan, resend an email verification link)
+need a reason, and write the change, the workspace's audit entry and the platform's in one
+transaction (kith.platform.ops.audit). Trial extensions and comps change billing's row through
+billing's own functions, which refuse workspaces Stripe bills (Stripe's record would win at the
+next webhook): there, support changes the subscription in Stripe.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 from kith.platform.audit.entries import AuditEntry, AuditFilter, list_entries
+from kith.platform.billing.actions import BillingError, Invoice, comp_plan_in, extend_trial_in, invoices_in
+from kith.platform.billing.subscriptions import Subscription, load_subscription_in
 from kith.platform.db import TenantUnavailable, platform_tx, tenant_scope
 from kith.platform.identity.events import ClientInfo
+from kith.platform.identity.verification import IssuedVerification, VerificationRefused, issue_verification_in
 from kith.platform.ops.audit import clean_reason, record_ops_action
 from kith.platform.ops.impersonation import Impersonation, impersonations_of
 from kith.platform.ops.operators import Operator
@@ -142,11 +151,13 @@ class MemberRow:
     active: bool
     two_factor_on: bool
     last_login_at: datetime | None
+    email_verified: bool
 
 
 @dataclass(frozen=True)
 class TenantDetail:
-    """A workspace as the console shows it: metadata, members, audit entries, impersonations."""
+    """A workspace as the console shows it: metadata, subscription and invoices, members, audit
+    entries, impersonations."""
 
     tenant: TenantRow
     members: list[MemberRow]
@@ -154,6 +165,8 @@ class TenantDetail:
     audit_next_before: int | None
     diffs_shown: bool
     impersonations: list[Impersonation]
+    subscription: Subscription
+    invoices: list[Invoice]
 
 
 async def tenant_row(tenant_id: int) -> TenantRow | None:
@@ -176,10 +189,13 @@ async def tenant_detail(tenant_id: int, *, operator_session_id: int, before_seq:
     async with platform_tx() as tx:
         members = await tx.execute_query_dict(
             "SELECT i.id AS identity_id, i.email, m.role, m.is_active AS active,"
-            " i.totp_enabled_at IS NOT NULL AS two_factor_on, i.last_login_at"
+            " i.totp_enabled_at IS NOT NULL AS two_factor_on, i.last_login_at,"
+            " i.email_verified_at IS NOT NULL AS email_verified"
             " FROM public.memberships m JOIN public.identities i ON i.id = m.identity_id"
             " WHERE m.tenant_id = $1 ORDER BY m.is_active DESC, lower(i.email)", [tenant_id])
         history = await impersonations_of(tx, tenant_id=tenant_id)
+        subscription = await load_subscription_in(tx, tenant_id)
+        invoices = await invoices_in(tx, tenant_id)
     diffs_shown = any(i.live and i.operator_session_id == operator_session_id for i in history)
     entries: list[AuditEntry] = []
     next_before: int | None = None
@@ -190,7 +206,8 @@ async def tenant_detail(tenant_id: int, *, operator_session_id: int, before_seq:
         next_before = page.next_before
     except TenantUnavailable:
         pass
-    return TenantDetail(row, [MemberRow(**m) for m in members], entries, next_before, diffs_shown, history)
+    return TenantDetail(row, [MemberRow(**m) for m in members], entries, next_before, diffs_shown, history,
+                        subscription, invoices)
 
 
 async def _set_status(operator: Operator, tenant_id: int, reason: str, client: ClientInfo, *,
@@ -221,6 +238,76 @@ async def reactivate_tenant(operator: Operator, tenant_id: int, reason: str, cli
     """Reactivate a suspended workspace, with a reason, audited in both logs ("ops.reactivate")."""
     await _set_status(operator, tenant_id, reason, client, from_status="suspended", to_status="active",
                       action="ops.reactivate")
+
+
+async def _billing_action(operator: Operator, tenant_id: int, reason: str, client: ClientInfo, *, action: str,
+                          change: Callable[[BaseDBAsyncClient], Awaitable[dict[str, list[Any]]]],
+                          detail: dict[str, Any]) -> dict[str, list[Any]]:
+    why = clean_reason(reason)
+    try:
+        async with tenant_scope(tenant_id) as tx:
+            slug = await _slug_in(tx, tenant_id)
+            try:
+                changes = await change(tx)
+            except BillingError as exc:
+                raise TenantActionError(str(exc)) from None
+            await record_ops_action(tx, operator, client, tenant_id=tenant_id, tenant_slug=slug, action=action,
+                                    object_type="billing_subscription", object_id=tenant_id,
+                                    detail={"reason": why, **detail, "changes": changes})
+    except TenantUnavailable:
+        raise TenantActionError("There is no such workspace.") from None
+    return changes
+
+
+async def _slug_in(tx: BaseDBAsyncClient, tenant_id: int) -> str:
+    rows = await tx.execute_query_dict("SELECT slug FROM public.tenants WHERE id = $1", [tenant_id])
+    return str(rows[0]["slug"])
+
+
+async def extend_trial(operator: Operator, tenant_id: int, days: int, reason: str,
+                       client: ClientInfo) -> dict[str, list[Any]]:
+    """Extend the workspace's trial by `days`, with a reason, audited in both logs
+    ("ops.extend_trial"); returns what changed. TenantActionError when billing refuses
+    (not in a trial, a trial Stripe runs, days out of range)."""
+    return await _billing_action(operator, tenant_id, reason, client, action="ops.extend_trial",
+                                 change=lambda tx: extend_trial_in(tx, tenant_id, days), detail={"days": days})
+
+
+async def comp_plan(operator: Operator, tenant_id: int, plan: str, until: datetime, reason: str,
+                    client: ClientInfo) -> dict[str, list[Any]]:
+    """Give the workspace `plan` without payment until `until`, with a reason, audited in both
+    logs ("ops.comp_plan"); returns what changed. TenantActionError when billing refuses (a
+    workspace Stripe bills, an unknown or free plan, an end in the past or too far ahead)."""
+    return await _billing_action(operator, tenant_id, reason, client, action="ops.comp_plan",
+                                 change=lambda tx: comp_plan_in(tx, tenant_id, plan, until),
+                                 detail={"plan": plan, "until": until.isoformat()})
+
+
+async def resend_verification(operator: Operator, tenant_id: int, identity_id: int, reason: str,
+                              client: ClientInfo) -> IssuedVerification:
+    """Send a member of the workspace a new email verification link, with a reason, audited in
+    both logs ("ops.resend_verification"). The hourly limit of links applies as for the member's
+    own resends. Deliver the returned email after this returns (the transaction committed)."""
+    why = clean_reason(reason)
+    try:
+        async with tenant_scope(tenant_id) as tx:
+            slug = await _slug_in(tx, tenant_id)
+            member = await tx.execute_query_dict(
+                "SELECT 1 FROM public.memberships WHERE tenant_id = $1 AND identity_id = $2 AND is_active",
+                [tenant_id, identity_id])
+            if not member:
+                raise TenantActionError("That person is not an active member of this workspace.")
+            try:
+                issued = await issue_verification_in(tx, identity_id)
+            except VerificationRefused as exc:
+                raise TenantActionError(exc.message) from None
+            # the address stays out of the entries: the identity id names the person
+            await record_ops_action(tx, operator, client, tenant_id=tenant_id, tenant_slug=slug,
+                                    action="ops.resend_verification", object_type="identity", object_id=identity_id,
+                                    detail={"reason": why, "verification_id": issued.verification_id})
+    except TenantUnavailable:
+        raise TenantActionError("There is no such workspace.") from None
+    return issued
 
 
 @dataclass(frozen=True)

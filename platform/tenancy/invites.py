@@ -13,9 +13,6 @@ used, revoked, wrong account) is raised before anything is written.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +30,10 @@ from kith.platform.billing.plans import LimitExceeded
 from kith.platform.config import get_settings
 from kith.platform.db import platform_tx, tenant_scope
 from kith.platform.email.delivery import queue_email
+from kith.platform.identity.events import ClientInfo, record_account_event
+from kith.platform.identity.links import new_link_token, token_digest
 from kith.platform.identity.passwords import PasswordRuleError, check_password_rules, hash_password
+from kith.platform.identity.verification import mark_verified_in
 from kith.platform.tenancy.signup import normalize_email
 
 INVITE_PATH = "/invite/"
@@ -98,12 +98,6 @@ class InvitationView:
     role_name: str
     invited_by: str | None
     account_exists: bool
-
-
-def token_digest(raw: str, purpose: str) -> str:
-    """The keyed hash stored for an emailed link's token; `purpose` keeps kinds of link apart."""
-    key = get_settings().secret_key.reveal().encode()
-    return hmac.new(key, f"{purpose}\x00{raw}".encode(), hashlib.sha256).hexdigest()
 
 
 def _digest(raw: str) -> str:
@@ -184,7 +178,7 @@ async def create_invitation(actor: Actor, data: InvitationIn) -> CreatedInvitati
     the caller enqueues its delivery job after the commit."""
     await check_seat_available(actor.tenant_id)
     settings = get_settings()
-    raw = secrets.token_urlsafe(32)
+    raw = new_link_token()
     async with acting_as(actor) as session:
         session.policy.require_manage("manage_users")
         role = await admin.grantable_role(session, data.role)
@@ -328,6 +322,8 @@ async def accept_invitation(
     - A person whose email has no account yet gives a name and a password (the password
       rules apply); the identity is created. Nobody may be signed in as someone else.
     - A person with an account must be signed in as exactly the invited email.
+    Either way the email counts as verified: the link was mailed to it ("email.verify",
+    audited after the commit when it was not verified before).
     Any refusal is raised before anything is written.
     """
     view = await view_invitation(raw)  # cheap refusals, and the tenant to enter
@@ -387,9 +383,13 @@ async def accept_invitation(
         await tx.execute_query(
             "UPDATE public.invitations SET accepted_at = now(), accepted_by = $2 WHERE id = $1",
             [row["id"], identity_id])
+        newly_verified = await mark_verified_in(tx, identity_id)
         actor = Actor(kind="user", tenant_id=view.tenant_id, role=role, identity_id=identity_id, label=email,
                       ip=client_ip, user_agent=user_agent)
         await append_entry(tx, actor, action="invitation.accept", object_type="invitation", object_id=row["id"],
                            diff={"email": email, "role": role, "new_account": created})
+    if newly_verified:
+        await record_account_event(identity_id, "email.verify", ClientInfo(ip=client_ip, user_agent=user_agent),
+                                   email=email, detail={"via": "invitation"})
     await sync_seats(view.tenant_id)
     return Accepted(view.tenant_id, view.tenant_slug, identity_id, created)

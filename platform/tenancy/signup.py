@@ -1,4 +1,5 @@
-"""Signing a company up: tenant, schema, owner identity and membership in one transaction."""
+"""Signing a company up: tenant, schema, owner identity and membership, the trial on the chosen
+plan and the owner's email verification link, in one transaction."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from kith.platform.billing.plans import DEFAULT_TRIAL_PLAN, trial_plans
+from kith.platform.billing.subscriptions import start_trial_in
 from kith.platform.db import platform_tx
 from kith.platform.identity.models import Identity, Membership
 from kith.platform.identity.passwords import (
@@ -14,6 +17,7 @@ from kith.platform.identity.passwords import (
     hash_password,
     verify_password,
 )
+from kith.platform.identity.verification import IssuedVerification, VerificationRefused, issue_verification_in
 from kith.platform.tenancy.models import Tenant
 from kith.platform.tenancy.provisioning import TenantNameError, provision_tenant_in, validate_company_name
 from kith.platform.tenancy.slugs import SlugError, validate_slug
@@ -32,6 +36,9 @@ class SignupResult:
     tenant: Tenant
     identity: Identity
     membership: Membership
+    # the owner's verification link, written with the workspace; None when the address is
+    # already verified (or had its hourly links): deliver its email after the commit
+    verification: IssuedVerification | None = None
 
 
 def normalize_email(email: str) -> str:
@@ -42,9 +49,16 @@ def normalize_email(email: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-async def sign_up(*, company_name: str, slug: str, email: str, password: str, display_name: str = "") -> SignupResult:
-    """Create a workspace and its owner. Nothing is written unless everything is valid."""
+async def sign_up(*, company_name: str, slug: str, email: str, password: str, display_name: str = "",
+                  plan: str = "") -> SignupResult:
+    """Create a workspace and its owner, with a trial of `plan` (a key of `trial_plans()`;
+    blank: Pro) and a verification link for an unverified owner. Nothing is written unless
+    everything is valid."""
     errors: dict[str, str] = {}
+    plan = plan.strip().lower() or DEFAULT_TRIAL_PLAN
+    offered = trial_plans()
+    if plan not in {p.key for p in offered}:
+        errors["plan"] = f"Choose one of the plans offered: {', '.join(p.name for p in offered)}."
     slug = slug.strip().lower()
     try:
         company_name = validate_company_name(company_name)
@@ -80,4 +94,11 @@ async def sign_up(*, company_name: str, slug: str, email: str, password: str, di
                 password_hash=hash_password(password), using_db=tx,
             )
         membership = await Membership.create(tenant=tenant, identity=identity, role="owner", using_db=tx)
-    return SignupResult(tenant=tenant, identity=identity, membership=membership)
+        await start_trial_in(tx, tenant.id, plan)
+        verification: IssuedVerification | None = None
+        if identity.email_verified_at is None:
+            try:
+                verification = await issue_verification_in(tx, identity.id)
+            except VerificationRefused:
+                pass  # links sent within the hour still work; another workspace needs no new one
+    return SignupResult(tenant=tenant, identity=identity, membership=membership, verification=verification)

@@ -8,9 +8,12 @@ from typing import Annotated, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 _PHONE_CHARS = re.compile(r"^[0-9+()\-. ]*$")
+# validation-context key: the region national numbers (no leading +) are read in; see phone_context
+PHONE_REGION = "phone_region"
 
 
 def _clean_email(value: str) -> str:
@@ -20,24 +23,53 @@ def _clean_email(value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise ValueError(f"not a valid email address: {exc}") from None
+        # a custom error keeps its template and values apart, so the pages can translate it
+        raise PydanticCustomError("email", "not a valid email address: {reason}", {"reason": str(exc)}) from None
 
 
-def _clean_phone(value: str) -> str:
+def phone_context(region: str | None) -> dict[str, str | None]:
+    """The validation context that reads national phone numbers as numbers of `region`
+    (the workspace's default phone region, ISO 3166 alpha-2, or None)."""
+    return {PHONE_REGION: region}
+
+
+def _region_of(info: ValidationInfo) -> str | None:
+    context = info.context if isinstance(info.context, dict) else {}
+    region = context.get(PHONE_REGION)
+    return region if isinstance(region, str) and region else None
+
+
+def _clean_phone(value: str, region: str | None = None) -> str:
+    """A phone number in international format when its country is known: from a leading +, or else
+    from `region`. Without either the number is kept as typed (only its characters are checked)."""
     value = value.strip()
     if not value:
         return ""
     if not _PHONE_CHARS.match(value) or sum(ch.isdigit() for ch in value) < 3:
-        raise ValueError("phone may contain only digits, spaces and + ( ) - . and needs at least 3 digits")
+        raise PydanticCustomError(
+            "phone_chars", "phone may contain only digits, spaces and + ( ) - . and needs at least 3 digits")
     if value.startswith("+"):
         try:
             parsed = phonenumbers.parse(value, None)
         except phonenumbers.NumberParseException:
-            raise ValueError("not a valid international phone number") from None
+            raise PydanticCustomError("phone_international", "not a valid international phone number") from None
         if not phonenumbers.is_possible_number(parsed):
-            raise ValueError("not a possible phone number for its country code")
+            raise PydanticCustomError("phone_country_code", "not a possible phone number for its country code")
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    return value
+    if region is None:
+        return value
+    try:
+        parsed = phonenumbers.parse(value, region)
+        # "possible" (length and prefix) rather than "valid" (assigned ranges), as for +numbers: ranges
+        # change faster than the library's metadata, and a real new number must not be refused
+        possible = phonenumbers.is_possible_number(parsed)
+    except phonenumbers.NumberParseException:
+        possible = False
+    if not possible:
+        raise PydanticCustomError(
+            "phone_region", "not a possible phone number in {region}; write numbers from elsewhere with + and "
+            "the country code", {"region": region})
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200, description="Full name, any script (e.g. 张伟).")]
@@ -69,8 +101,8 @@ class ContactIn(BaseModel):
 
     @field_validator("phone")
     @classmethod
-    def _phone(cls, value: str) -> str:
-        return _clean_phone(value)
+    def _phone(cls, value: str, info: ValidationInfo) -> str:
+        return _clean_phone(value, _region_of(info))
 
 
 class ContactPatch(BaseModel):
@@ -93,8 +125,8 @@ class ContactPatch(BaseModel):
 
     @field_validator("phone")
     @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return None if value is None else _clean_phone(value)
+    def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _clean_phone(value, _region_of(info))
 
 
 class ContactOut(BaseModel):

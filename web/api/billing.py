@@ -51,6 +51,8 @@ class BillingOut(BaseModel):
     provider: str = Field(description="stripe, or local (no payments: plans change at once).")
     trial_ends_at: datetime | None
     grace_ends_at: datetime | None
+    comped_until: datetime | None = Field(
+        description="Set while the plan is complimentary (given by Kith support, not billed) until this time.")
     seats: LimitOut
     contacts: LimitOut
     emails_this_month: LimitOut
@@ -74,6 +76,7 @@ def billing_out(o: Overview) -> BillingOut:
     return BillingOut(
         plan=plan.key, plan_name=plan.name, interval=sub.billing_interval, state=o.state, provider=o.provider,
         trial_ends_at=sub.trial_ends_at if sub.status == "trialing" else None, grace_ends_at=sub.grace_ends_at(),
+        comped_until=sub.comped_until if sub.comped() else None,
         seats=LimitOut(used=usage.seats, limit=plan.seats),
         contacts=LimitOut(used=usage.contacts, limit=plan.contacts),
         emails_this_month=LimitOut(used=usage.emails_this_month, limit=plan.emails_per_month),

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from kith.tenants.contacts import actions, queries
-from kith.tenants.contacts.schemas import ContactIn, ContactOut, ContactPage, ContactPatch
+from kith.tenants.contacts.schemas import ContactIn, ContactOut, ContactPage, ContactPatch, phone_context
 from kith.web.api.registry import QueryParam, endpoint
 from kith.web.edge import actor_of
 from kith.web.errors import ApiError
@@ -28,6 +28,11 @@ def _limit(request: Request) -> int:
         raise ApiError(422, "invalid_input", f"limit must be a whole number from 1 to {queries.MAX_PAGE}.",
                        fields={"limit": f"Must be 1 to {queries.MAX_PAGE}."})
     return int(raw)
+
+
+def _phone_region(request: Request) -> dict[str, str | None]:
+    """National phone numbers in the body are read in the workspace's default phone region."""
+    return phone_context(request.state.caller.tenant.default_phone_region)
 
 
 def _not_found() -> ApiError:
@@ -56,7 +61,7 @@ async def list_contacts(request: Request, body: None) -> BaseModel:
 
 
 @endpoint("POST", "/contacts", summary="Create a contact", permission=("contacts", "create"), body=ContactIn,
-          response=ContactOut, status=201, errors=(400, 401, 403, 422))
+          response=ContactOut, status=201, errors=(400, 401, 403, 422), context=_phone_region)
 async def create_contact(request: Request, body: ContactIn) -> BaseModel:
     return ContactOut(**await actions.create_contact(actor_of(request), body))
 
@@ -71,7 +76,8 @@ async def get_contact(request: Request, body: None) -> BaseModel:
 
 
 @endpoint("PATCH", "/contacts/{contact_id}", summary="Change some fields of a contact",
-          permission=("contacts", "edit"), body=ContactPatch, response=ContactOut, errors=(400, 401, 403, 404, 422))
+          permission=("contacts", "edit"), body=ContactPatch, response=ContactOut, errors=(400, 401, 403, 404, 422),
+          context=_phone_region)
 async def update_contact(request: Request, body: ContactPatch) -> BaseModel:
     try:
         return ContactOut(**await actions.update_contact(actor_of(request), _contact_id(request), body))

@@ -16,6 +16,8 @@ from starlette.routing import Route
 from kith.web.errors import ApiError, validation_fields
 
 Handler = Callable[..., Awaitable[Any]]
+# Makes the pydantic validation context of a request's body (e.g. the workspace's phone region)
+BodyContext = Callable[[Request], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Endpoint:
     auth: bool = True
     tag: str = "contacts"
     errors: tuple[int, ...] = field(default_factory=tuple)
+    context: BodyContext | None = None
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -64,24 +67,27 @@ def endpoint(
     auth: bool = True,
     tag: str = "contacts",
     errors: tuple[int, ...] = (),
+    context: BodyContext | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register an API endpoint. The handler gets (request, body) and returns a model, None or a Response.
 
     `permission` is declared, never inferred: the role-matrix test walks every endpoint with every
     built-in role and checks that the actions below the web layer allow or deny exactly as declared.
+    `context`, if given, makes the validation context of the body from the request, so rules that
+    depend on the workspace (a phone number's default region) live in the schema and fail as 422.
     """
 
     def register(fn: Handler) -> Handler:
         ENDPOINTS.append(
             Endpoint(method, path, fn, summary, fn.__name__, permission, body, response, status, query, auth, tag,
-                     errors)
+                     errors, context)
         )
         return fn
 
     return register
 
 
-async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
+async def _read_body(request: Request, model: type[BaseModel], context: BodyContext | None = None) -> BaseModel:
     raw = await request.body()
     try:
         data = json.loads(raw or b"null")
@@ -90,14 +96,14 @@ async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "Request body must be a JSON object.")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context(request) if context is not None else None)
     except ValidationError as exc:
         raise ApiError(422, "invalid_input", "Some fields are not valid.", fields=validation_fields(exc)) from None
 
 
 def _wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
-        body = await _read_body(request, ep.body) if ep.body is not None else None
+        body = await _read_body(request, ep.body, ep.context) if ep.body is not None else None
         result = await ep.handler(request, body)
         if isinstance(result, Response):
             return result
