@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -100,48 +100,62 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the process exit code."""
     args = _parse(argv)
+
+    async def measure(url: str, where: str) -> Figures:
+        figures = Figures(tenants=args.tenants, setup_concurrency=args.setup_concurrency)
+        await _measure(args, url, where, figures)
+        return figures
+
+    figures = on_fresh_database(args.database, keep=args.keep, measure=measure)
+    missed = print_summary(figures)
+    return 1 if (missed and args.strict) else 0
+
+
+T = TypeVar("T")
+
+
+def on_fresh_database(database: str, *, keep: bool, measure: Callable[[str, str], Awaitable[T]]) -> T:
+    """Run `measure(url, where)` on a database created fresh and migrated, with Tortoise on it.
+
+    The server is DATABASE_URL's, or else the embedded PostgreSQL under KITH_DATA_DIR; `where`
+    names which, for the summary. The database is dropped afterwards unless `keep`.
+    """
     settings = get_settings()
     embedded = None  # kept referenced until the end; the server stops when the process exits
     if settings.database_direct_url:
-        server_url = settings.database_direct_url
-        where = "DATABASE_URL"
+        server_url, where = settings.database_direct_url, "DATABASE_URL"
     else:
         from kith.platform.embedded import start_postgres
 
         say(f"starting the embedded PostgreSQL under {settings.data_dir} ...")
         embedded = start_postgres(settings.data_dir)
-        server_url = embedded.url("postgres")
-        where = "embedded"
-    bench_url = with_database(server_url, args.database)
+        server_url, where = embedded.url("postgres"), "embedded"
+    url = with_database(server_url, database)
     with restored_environment("DATABASE_URL", "DATABASE_DIRECT_URL"):
         # provisioning goes through Tortoise, which reads its database from the settings
-        os.environ["DATABASE_URL"] = os.environ["DATABASE_DIRECT_URL"] = bench_url
+        os.environ["DATABASE_URL"] = os.environ["DATABASE_DIRECT_URL"] = url
         reset_settings()
-        figures = asyncio.run(_run(args, bench_url, where))
-    missed = print_summary(figures)
-    return 1 if (missed and args.strict) else 0
+        return asyncio.run(_on_fresh(url, where, keep, measure))
 
 
-async def _run(args: argparse.Namespace, url: str, where: str) -> Figures:
+async def _on_fresh(url: str, where: str, keep: bool, measure: Callable[[str, str], Awaitable[T]]) -> T:
     name = str(connect_kwargs(url)["database"])
     say(f"database {name}: creating it fresh")
     await drop_database(url)
     await ensure_database(url)
-    figures = Figures(tenants=args.tenants, setup_concurrency=args.setup_concurrency)
     try:
         await runner.migrate(url=url, progress=lambda m: say(f"  {m}"))
         await init_db(TENANT_MODEL_MODULES)
         try:
-            await _measure(args, url, where, figures)
+            return await measure(url, where)
         finally:
             await close_db()
     finally:
-        if args.keep:
+        if keep:
             say(f"database {name} kept (--keep)")
         else:
             await drop_database(url)
             say(f"database {name} dropped")
-    return figures
 
 
 async def _measure(args: argparse.Namespace, url: str, where: str, figures: Figures) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,13 +27,9 @@ from kith.platform.access.actor import Actor
 from kith.platform.access.session import acting_as
 from kith.platform.audit.log import audit_key, diff_json, entry_mac, key_id_for
 from kith.platform.audit.verify import verify_tenant
-from kith.platform.bench import machine, percentile, say
-from kith.platform.config import get_settings, reset_settings, restored_environment
-from kith.platform.db import close_db, connect_kwargs, connect_raw, init_db, tenant_schema, with_database
-from kith.platform.embedded import drop_database, ensure_database
-from kith.platform.migrations import runner
+from kith.platform.bench import machine, on_fresh_database, percentile, say
+from kith.platform.db import connect_raw, tenant_schema
 from kith.platform.tenancy.provisioning import provision_tenant
-from kith.tenants.registry import TENANT_MODEL_MODULES
 
 # Targets from the audit issue, for 2 cores.
 OVERHEAD_TARGET = 0.25
@@ -66,51 +61,21 @@ class Figures:
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark with the options of `kith audit bench`; returns the exit code."""
-    settings = get_settings()
-    embedded = None  # kept referenced until the end; the server stops when the process exits
-    if settings.database_direct_url:
-        server_url, where = settings.database_direct_url, "DATABASE_URL"
-    else:
-        from kith.platform.embedded import start_postgres
 
-        say(f"starting the embedded PostgreSQL under {settings.data_dir} ...")
-        embedded = start_postgres(settings.data_dir)
-        server_url, where = embedded.url("postgres"), "embedded"
-    url = with_database(server_url, args.database)
-    with restored_environment("DATABASE_URL", "DATABASE_DIRECT_URL"):
-        os.environ["DATABASE_URL"] = os.environ["DATABASE_DIRECT_URL"] = url
-        reset_settings()
-        figures = asyncio.run(_run(args, url, where))
+    async def measure(url: str, where: str) -> Figures:
+        figures = Figures(contacts=args.contacts, updates=args.updates, entries=args.entries)
+        conn = await connect_raw(url)
+        try:
+            figures.machine = await machine(conn, where)
+        finally:
+            await conn.close()
+        await _measure_updates(figures)
+        await _measure_verify(url, figures)
+        return figures
+
+    figures = on_fresh_database(args.database, keep=args.keep, measure=measure)
     missed = print_summary(figures)
     return 1 if (missed and args.strict) else 0
-
-
-async def _run(args: argparse.Namespace, url: str, where: str) -> Figures:
-    name = str(connect_kwargs(url)["database"])
-    say(f"database {name}: creating it fresh")
-    await drop_database(url)
-    await ensure_database(url)
-    figures = Figures(contacts=args.contacts, updates=args.updates, entries=args.entries)
-    try:
-        await runner.migrate(url=url)
-        await init_db(TENANT_MODEL_MODULES)
-        try:
-            conn = await connect_raw(url)
-            try:
-                figures.machine = await machine(conn, where)
-            finally:
-                await conn.close()
-            await _measure_updates(figures)
-            await _measure_verify(url, figures)
-        finally:
-            await close_db()
-    finally:
-        if args.keep:
-            say(f"database {name} kept (--keep)")
-        else:
-            await drop_database(url)
-            say(f"database {name} dropped")
-    return figures
 
 
 # --- contact updates with and without auditing ------------------------------------------------
