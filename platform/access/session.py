@@ -52,9 +52,11 @@ class TenantSession:
         object_id: str | int | None = None,
         diff: dict[str, Any] | None = None,
         subject: Subject | None = None,
+        stored_key: tuple[str, str] | None = None,
     ) -> int:
         """Append an audit entry in this transaction: it commits or rolls back with the change.
-        With `subject` (e.g. ("contacts", 42)) the diff's values are encrypted with that person's key."""
+        With `subject` (e.g. ("contacts", 42)) the diff's values are encrypted with that person's key;
+        `stored_key` is that key's (key_id, wrapped_key) when already read with the subject's row."""
         if not action.endswith(".read_sensitive"):
             # Every change is recorded here, so this one check makes a read-only workspace
             # (billing past its grace period) refuse changes on every path: pages, API, jobs.
@@ -66,7 +68,7 @@ class TenantSession:
                 self._async_commit = False
         return await append_entry(
             self.tx, self.actor, action=action, object_type=object_type, object_id=object_id, diff=diff,
-            subject=subject,
+            subject=subject, stored_key=stored_key,
         )
 
 

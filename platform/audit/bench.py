@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,10 +23,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from kith.platform import crypto
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import acting_as
 from kith.platform.audit.log import audit_key, diff_json, entry_mac, key_id_for
+from kith.platform.audit.subjects import wrap_context
 from kith.platform.audit.verify import verify_tenant
 from kith.platform.bench import machine, on_fresh_database, percentile, say
 from kith.platform.db import connect_raw, tenant_schema
@@ -82,15 +86,25 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _seed_contacts(tenant_id: int, count: int) -> None:
+    """Contacts as the product leaves them: each with its subject key (made at creation)."""
+    schema = tenant_schema(tenant_id)
     conn = await connect_raw()
     try:
         async with conn.transaction():
-            await conn.execute(f"SET LOCAL search_path TO {tenant_schema(tenant_id)}")
+            await conn.execute(f"SET LOCAL search_path TO {schema}")
             await conn.copy_records_to_table(
                 "contacts", columns=["name", "email", "phone", "company_name"],
                 records=[(f"Contact {n}", f"c{n}@example.com", f"+4420{n:07d}", f"Company {n % 97}")
                          for n in range(count)],
             )
+            keys = []
+            for contact_id in await conn.fetch("SELECT id FROM contacts"):
+                key_id = secrets.token_hex(8)
+                context = wrap_context(schema, "contacts", str(contact_id["id"]), key_id)
+                keys.append(("contacts", str(contact_id["id"]), key_id,
+                             crypto.encrypt_bytes(AESGCM.generate_key(bit_length=256), context)))
+            await conn.copy_records_to_table(
+                "subject_keys", columns=["subject_type", "subject_id", "key_id", "wrapped_key"], records=keys)
     finally:
         await conn.close()
 
@@ -100,8 +114,11 @@ async def update_contact(actor: Actor, contact_id: int, changes: dict[str, str],
     """The product's update path (kith.tenants.contacts.actions.update_contact) with auditing switchable."""
     async with acting_as(actor) as session:
         session.require("contacts", "edit")
+        # as load_for_change does: the contact's subject key comes with its row
         rows = await session.tx.execute_query_dict(
-            "SELECT id, name, email, phone, company_name FROM contacts WHERE id = $1 FOR UPDATE", [contact_id]
+            "SELECT c.id, c.name, c.email, c.phone, c.company_name, k.key_id, k.wrapped_key FROM contacts c"
+            " LEFT JOIN subject_keys k ON k.subject_type = 'contacts' AND k.subject_id = c.id::text"
+            " WHERE c.id = $1 FOR UPDATE OF c", [contact_id]
         )
         before = rows[0]
         diff = {k: [before[k], v] for k, v in changes.items() if before[k] != v}
@@ -115,7 +132,8 @@ async def update_contact(actor: Actor, contact_id: int, changes: dict[str, str],
         if audit:
             started = time.perf_counter()
             # as the product does: the diff's values encrypted with the contact's own key
-            await session.audit("contact.update", "contacts", contact_id, diff, subject=("contacts", contact_id))
+            await session.audit("contact.update", "contacts", contact_id, diff, subject=("contacts", contact_id),
+                                stored_key=(before["key_id"], before["wrapped_key"]) if before["key_id"] else None)
             if append_ms is not None:
                 append_ms.append((time.perf_counter() - started) * 1000)
 

@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 
 from kith.platform.access.actor import Actor
-from kith.platform.audit.subjects import Subject, SubjectKey, encrypt_diff, subject_key
+from kith.platform.audit.subjects import Subject, SubjectKey, encrypt_diff, subject_key, unwrap_subject_key
 from kith.platform.config import get_settings
 from kith.platform.db import TenantUnavailable, platform_tx, tenant_scope
 
@@ -208,6 +208,7 @@ async def append_entry(
     object_id: str | int | None,
     diff: dict[str, Any] | None = None,
     subject: Subject | None = None,
+    stored_key: tuple[str, str] | None = None,
 ) -> int:
     """Append one entry to the tenant's audit log inside `tx`; returns its seq.
 
@@ -220,6 +221,8 @@ async def append_entry(
     `subject` (e.g. ("contacts", 42)) names the person the diff's values are about: they are
     encrypted with that person's key (kith.platform.audit.subjects) before the entry is hashed,
     so erasing the person later destroys the values and leaves the chain intact.
+    `stored_key` is that subject's (key_id, wrapped_key) when the caller already read it with
+    the subject's row in this transaction: it saves the round trip for the key.
     """
     conn = raw_connection(tx)
     tenant_id = int(actor.tenant_id)
@@ -230,6 +233,9 @@ async def append_entry(
         return seq
     remembered = (tenant_id, str(subject[0]), str(subject[1]))
     key = _subject_keys.get(remembered)
+    if key is None and stored_key is not None:
+        key = unwrap_subject_key(tenant_id, subject, *stored_key)
+        _remember_subject_key(remembered, key)
     if key is not None:
         _subject_keys.move_to_end(remembered)
         fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id,

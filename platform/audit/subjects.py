@@ -83,9 +83,14 @@ async def subject_key(conn: asyncpg.Connection, tenant_id: int, subject: Subject
             subject_type, subject_id)
     if row["key_id"] == key_id:
         return SubjectKey(key_id, key)
-    found = str(row["key_id"])
-    context = wrap_context(schema, subject_type, subject_id, found)
-    return SubjectKey(found, crypto.decrypt_bytes(str(row["wrapped_key"]), context))
+    return unwrap_subject_key(tenant_id, subject, str(row["key_id"]), str(row["wrapped_key"]))
+
+
+def unwrap_subject_key(tenant_id: int, subject: Subject, key_id: str, wrapped_key: str) -> SubjectKey:
+    """A subject's key from its `subject_keys` row (read by the caller, e.g. joined to the
+    subject's own row), unwrapped with the keyring."""
+    context = wrap_context(tenant_schema(tenant_id), subject[0], str(subject[1]), key_id)
+    return SubjectKey(key_id, crypto.decrypt_bytes(wrapped_key, context))
 
 
 def _aad(key_id: str, field: str, position: str) -> bytes:

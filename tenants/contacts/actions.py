@@ -11,7 +11,7 @@ from kith.platform.access.actor import Actor
 from kith.platform.access.session import acting_as
 from kith.platform.billing.limits import check_contact_capacity
 from kith.tenants.contacts.privacy import default_consent_source, record_consent_event
-from kith.tenants.contacts.queries import OBJECT, audit_disclosed, load_for_change, visible_row
+from kith.tenants.contacts.queries import OBJECT, audit_disclosed, load_for_change, stored_key, visible_row
 from kith.tenants.contacts.schemas import ContactIn, ContactPatch
 
 _COLUMNS = ("name", "email", "phone", "company_name", "notes")
@@ -82,7 +82,8 @@ async def update_contact(actor: Actor, contact_id: int, changes: ContactPatch) -
         if "marketing_consent" in diff:
             await record_consent_event(session, contact_id, diff["marketing_consent"][1],
                                        rows[0]["consent_source"], rows[0]["consent_at"])
-        await session.audit("contact.update", OBJECT, contact_id, diff, subject=(OBJECT, contact_id))
+        await session.audit("contact.update", OBJECT, contact_id, diff, subject=(OBJECT, contact_id),
+                            stored_key=stored_key(before))
         updated = visible_row(session, rows[0])
         # the answer also carries the sensitive values the actor did not send: that part is a read
         await audit_disclosed(session, [updated], listing=False, supplied=given)
@@ -96,4 +97,4 @@ async def delete_contact(actor: Actor, contact_id: int) -> None:
         before = await load_for_change(session, contact_id, lock=True)
         await session.tx.execute_query("DELETE FROM contacts WHERE id = $1", [contact_id])
         await session.audit("contact.delete", OBJECT, contact_id, {c: [before[c], None] for c in _COLUMNS if before[c]},
-                            subject=(OBJECT, contact_id))
+                            subject=(OBJECT, contact_id), stored_key=stored_key(before))

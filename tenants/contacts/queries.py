@@ -57,7 +57,7 @@ def _scope_clause(session: TenantSession, params: list[Any]) -> str | None:
     if owners is None:
         return None
     params.append(sorted(owners))
-    return f"owner_id = ANY(${len(params)}::bigint[])"
+    return f"contacts.owner_id = ANY(${len(params)}::bigint[])"
 
 
 def visible_row(session: TenantSession, row: dict[str, Any]) -> dict[str, Any]:
@@ -119,15 +119,27 @@ async def list_contacts(actor: Actor, *, q: str = "", limit: int = 25, cursor: s
 
 
 async def load_for_change(session: TenantSession, contact_id: int, *, lock: bool = False) -> dict[str, Any]:
-    """The full row of a contact in the actor's scope, or ContactNotFound."""
+    """The full row of a contact in the actor's scope, or ContactNotFound.
+
+    The contact's subject key (crypto-shredding) comes with it, so the audit entry of a change
+    needs no round trip of its own for the key: see `stored_key`.
+    """
     params: list[Any] = [contact_id]
     scope = _scope_clause(session, params)
-    sql = "SELECT * FROM contacts WHERE id = $1" + (f" AND {scope}" if scope else "") + (
-        " FOR UPDATE" if lock else "")
+    sql = (
+        "SELECT contacts.*, k.key_id AS _key_id, k.wrapped_key AS _wrapped_key FROM contacts"
+        " LEFT JOIN subject_keys k ON k.subject_type = 'contacts' AND k.subject_id = contacts.id::text"
+        " WHERE contacts.id = $1" + (f" AND {scope}" if scope else "") + (" FOR UPDATE OF contacts" if lock else "")
+    )
     rows = await session.tx.execute_query_dict(sql, params)
     if not rows:
         raise ContactNotFound(f"contact {contact_id} not found")
     return rows[0]
+
+
+def stored_key(row: dict[str, Any]) -> tuple[str, str] | None:
+    """The (key_id, wrapped_key) that load_for_change read with a contact, if it has a key."""
+    return (str(row["_key_id"]), str(row["_wrapped_key"])) if row.get("_key_id") else None
 
 
 async def get_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
