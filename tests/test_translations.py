@@ -1,0 +1,23 @@
+"""Every string the workspace pages mark for translation has a Simplified Chinese entry."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+# The ops console is for Kith's own support staff and stays English.
+UNTRANSLATED_FOLDERS = {"ops"}
+
+
+def test_every_marked_template_string_is_translated_to_zh_cn() -> None:
+    po = (WEB / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po").read_text(encoding="utf-8")
+    entries = dict(re.findall(r'^msgid "((?:[^"\\]|\\.)*)"\nmsgstr "((?:[^"\\]|\\.)*)"', po, flags=re.M))
+    missing = []
+    for template in sorted((WEB / "templates").rglob("*.html")):
+        if UNTRANSLATED_FOLDERS & set(template.relative_to(WEB / "templates").parts):
+            continue
+        for text in re.findall(r'_\(\s*"((?:[^"\\]|\\.)*)"', template.read_text(encoding="utf-8")):
+            if not entries.get(text):
+                missing.append(f"{template.relative_to(WEB)}: {text}")
+    assert not missing, "strings without a zh-CN translation:\n" + "\n".join(missing)
