@@ -146,7 +146,7 @@ def _phone(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace what looks like an email address or a phone number with a placeholder."""
+    """Replace what looks like an email address or a phone number with a fixed marker."""
     return _PHONE_CANDIDATE_RE.sub(_phone, _EMAIL_RE.sub("[email]", text))
 
 

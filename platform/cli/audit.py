@@ -10,7 +10,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from kith.platform.cli.common import EXIT_FAILED, CliError, with_orm
+from kith.platform.cli.common import EXIT_FAILED, CliError, positive_int, with_orm
 from kith.platform.cli.services import embedded_services
 
 
@@ -85,16 +85,6 @@ def run_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_audit_parser(commands: Any) -> None:
     """Register `kith audit ...` on the top-level subparsers."""
     audit = commands.add_parser("audit", help="verify, archive and benchmark the audit log",
@@ -125,9 +115,9 @@ def add_audit_parser(commands: Any) -> None:
                     "contacts; contact-update throughput with and without auditing; append p50/p95; then "
                     "--entries audit entries loaded with COPY and verified. Prints a markdown table.",
     )
-    bench.add_argument("--contacts", type=_positive, default=10_000, help="contacts in the workspace (10,000)")
-    bench.add_argument("--updates", type=_positive, default=3_000, help="contact updates per measured run (3,000)")
-    bench.add_argument("--entries", type=_positive, default=1_000_000, help="entries to load and verify (1,000,000)")
+    bench.add_argument("--contacts", type=positive_int, default=10_000, help="contacts in the workspace (10,000)")
+    bench.add_argument("--updates", type=positive_int, default=3_000, help="contact updates per measured run (3,000)")
+    bench.add_argument("--entries", type=positive_int, default=1_000_000, help="entries to load and verify (1,000,000)")
     bench.add_argument("--database", default="kith_audit_bench", help="database to create (dropped first)")
     bench.add_argument("--keep", action="store_true", help="keep the database afterwards")
     bench.add_argument("--strict", action="store_true", help="exit with 1 when a target is missed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -36,3 +37,14 @@ async def with_orm(action: Callable[[], Awaitable[T]]) -> T:
         return await action()
     finally:
         await close_db()
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 ("1_000" and "1,000" read as 1000)."""
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kith.platform.cli.common import EXIT_FAILED, CliError
+from kith.platform.cli.common import EXIT_FAILED, CliError, positive_int
 from kith.platform.cli.services import embedded_services
 
 BATCH = 500
@@ -206,16 +206,6 @@ def run_rotate(args: argparse.Namespace) -> int:
         return asyncio.run(_run(args.batch))
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_keys_parser(commands: Any) -> None:
     """Register `kith keys ...` on the top-level subparsers."""
     keys = commands.add_parser("keys", help="manage the keys of encryption at rest",
@@ -228,5 +218,5 @@ def add_keys_parser(commands: Any) -> None:
                     "before encryption are encrypted too. Batches commit one by one, so the command can be "
                     "interrupted and run again. Exit 0 when done; 1 naming values no key could decrypt.",
     )
-    rotate.add_argument("--batch", type=_positive, default=BATCH, help=f"rows per transaction (default {BATCH})")
+    rotate.add_argument("--batch", type=positive_int, default=BATCH, help=f"rows per transaction (default {BATCH})")
     rotate.set_defaults(handler=run_rotate)

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from kith.platform.cli.common import EXIT_FAILED, CliError
+from kith.platform.cli.common import EXIT_FAILED, CliError, positive_int
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -23,18 +23,8 @@ data lives in KITH_DATA_DIR (default .kith). Run `kith <command> --help` for det
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _port(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError("must be at most 65535")
     return value
@@ -134,7 +124,7 @@ embedded servers are started as for `kith dev` (and migrated, and given a worker
 demo data.""",
     )
     _add_server_options(serve, "127.0.0.1")
-    serve.add_argument("--workers", type=_positive_int, default=1, help="web server processes (default 1)")
+    serve.add_argument("--workers", type=positive_int, default=1, help="web server processes (default 1)")
     serve.set_defaults(handler=_cmd_serve)
 
     worker = commands.add_parser(
@@ -154,7 +144,7 @@ Exit status: 0 when everything is current, 1 when a tenant failed (named in the 
     )
     migrate.add_argument("--status", action="store_true",
                          help="only report pending public migrations and tenants behind; exit 1 if any")
-    migrate.add_argument("--concurrency", type=_positive_int, metavar="N",
+    migrate.add_argument("--concurrency", type=positive_int, metavar="N",
                          help="tenant schemas migrated at once (default KITH_MIGRATE_CONCURRENCY)")
     migrate.add_argument("--wait", action="store_true",
                          help="wait for another running `kith migrate` instead of failing at once")
