@@ -60,6 +60,8 @@ class KithConnection(asyncpg.Connection):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.kith_version: int | None = None
         self.kith_schemas: set[int] = set()
+        # what the door into the tenant handed over for the current transaction (entry_facts)
+        self.kith_entry: asyncpg.Record | None = None
 
 
 def connect_kwargs(url: str) -> dict[str, Any]:
@@ -136,17 +138,22 @@ async def tenant_scope(tenant_id: int) -> AsyncIterator[TransactionalDBClient]:
     raw: KithConnection | None = None
     try:
         try:
-            version = await tx._connection.fetchval(  # type: ignore[attr-defined]
-                "SELECT public.kith_enter_tenant($1)", int(tenant_id)
+            entry = await tx._connection.fetchrow(  # type: ignore[attr-defined]
+                "SELECT * FROM public.kith_enter_tenant_v2($1)", int(tenant_id)
             )
         except asyncpg.RaiseError as exc:
             raise TenantUnavailable(str(exc)) from None
+        version = entry["e_version"]
         raw = _raw(tx._connection)  # type: ignore[attr-defined]
         if raw.kith_version != version:
             raw._drop_local_statement_cache()
             raw.kith_version = version
         raw.kith_schemas.add(int(tenant_id))
-        yield tx
+        raw.kith_entry = entry
+        try:
+            yield tx
+        finally:
+            raw.kith_entry = None
     except BaseException as exc:
         await ctx.__aexit__(type(exc), exc, exc.__traceback__)
         raise
@@ -170,6 +177,20 @@ async def tenant_scope(tenant_id: int) -> AsyncIterator[TransactionalDBClient]:
         await raw.close()
     finally:
         await ctx.__aexit__(None, None, None)
+
+
+def entry_facts(tx: Any) -> asyncpg.Record | None:
+    """What `public.kith_enter_tenant_v2` handed over when this tenant transaction began (its
+    billing facts among them), or None outside a tenant scope or once forgotten."""
+    conn = getattr(tx, "_connection", None)
+    return None if conn is None else getattr(_raw(conn), "kith_entry", None)
+
+
+def forget_entry_facts(tx: Any) -> None:
+    """Say the entry facts no longer hold for this transaction (it changed what they describe)."""
+    conn = getattr(tx, "_connection", None)
+    if conn is not None and hasattr(_raw(conn), "kith_entry"):
+        _raw(conn).kith_entry = None
 
 
 @asynccontextmanager

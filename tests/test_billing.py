@@ -234,3 +234,30 @@ async def test_contact_limit_and_read_only_state_reach_the_api(workspace: Worksp
     async with tenant_scope(workspace.tenant_id) as tx:
         rows = await tx.execute_query_dict("SELECT count(*) AS n FROM contacts")
     assert rows[0]["n"] == limit
+
+
+async def test_read_only_check_uses_the_facts_the_scope_began_with(workspace: Workspace) -> None:
+    """The read-only check reads the billing facts handed over when the tenant scope began (no
+    query of its own), and a billing change inside the transaction makes it read them anew."""
+    from kith.platform.access.session import acting_as
+    from kith.platform.billing.subscriptions import WorkspaceReadOnly, assert_writable, update_in
+    from kith.platform.db import entry_facts
+
+    actor = Actor(kind="user", tenant_id=workspace.tenant_id, role="owner", identity_id=workspace.identity_id,
+                  label=workspace.email)
+    await current_subscription(workspace.tenant_id)  # makes the trial row
+    async with platform_tx() as tx:
+        await tx.execute_query("UPDATE public.billing_subscriptions SET status = 'past_due',"
+                               " past_due_since = now() - interval '60 days' WHERE tenant_id = $1",
+                               [workspace.tenant_id])
+    async with acting_as(actor) as session:
+        facts = entry_facts(session.tx)
+        assert facts is not None and facts["e_status"] == "past_due"
+        with pytest.raises(WorkspaceReadOnly):
+            await assert_writable(session.tx, workspace.tenant_id, "contact.create")
+        # paid meanwhile, in this very transaction: the facts are forgotten and re-read
+        await update_in(session.tx, workspace.tenant_id, {"status": "active", "past_due_since": None})
+        assert entry_facts(session.tx) is None
+        await assert_writable(session.tx, workspace.tenant_id, "contact.create")
+    async with acting_as(actor) as session:
+        assert entry_facts(session.tx)["e_status"] == "active"  # type: ignore[index]

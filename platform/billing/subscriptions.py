@@ -25,7 +25,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from kith.platform.audit.log import EntryFields, append_platform_entry
 from kith.platform.billing.plans import DEFAULT_TRIAL_PLAN, FALLBACK_PLAN, PLANS, Interval, get_plan, plan_for_price
 from kith.platform.config import get_settings
-from kith.platform.db import platform_tx
+from kith.platform.db import entry_facts, forget_entry_facts, platform_tx
 
 StoredStatus = Literal["trialing", "active", "past_due", "suspended", "cancelled"]
 State = Literal["trialing", "active", "past_due", "read_only", "suspended", "cancelled"]
@@ -116,13 +116,7 @@ class Subscription:
 
     def state(self, now: datetime | None = None) -> State:
         """The state that applies now: a stored status, or read_only once the grace period is over."""
-        now = now or now_utc()
-        if self.trial_lapsed(now):
-            return "active"  # on the free plan: see effective_plan
-        grace_end = self.grace_ends_at()
-        if grace_end is not None and grace_end <= now:
-            return "read_only"
-        return self.status
+        return state_of(self.status, self.trial_ends_at, self.past_due_since, self.stripe_subscription_id, now)
 
     @property
     def effective_plan(self) -> str:
@@ -226,6 +220,16 @@ async def assert_writable(tx: BaseDBAsyncClient, tenant_id: int, action: str) ->
     """
     if action_allowed_when_read_only(action):
         return
+    facts = entry_facts(tx)
+    if facts is not None:
+        # handed over by the tenant scope's entry query: no round trip of its own
+        if not facts["e_has_billing"]:
+            return  # no row yet: a fresh trial, writable
+        state = state_of(facts["e_status"], facts["e_trial_ends_at"], facts["e_past_due_since"],
+                         facts["e_stripe_subscription_id"])
+        if state not in WRITABLE_STATES:
+            raise WorkspaceReadOnly(state)
+        return
     rows = await tx.execute_query_dict(
         f"SELECT {_COLUMNS} FROM public.billing_subscriptions WHERE tenant_id = $1", [int(tenant_id)]
     )
@@ -234,6 +238,18 @@ async def assert_writable(tx: BaseDBAsyncClient, tenant_id: int, action: str) ->
     state = Subscription.from_row(rows[0]).state()
     if state not in WRITABLE_STATES:
         raise WorkspaceReadOnly(state)
+
+
+def state_of(status: str, trial_ends_at: datetime | None, past_due_since: datetime | None,
+             stripe_subscription_id: str | None, now: datetime | None = None) -> State:
+    """The billing state that applies now, from the four columns that decide it."""
+    now = now or now_utc()
+    if status == "trialing" and stripe_subscription_id is None and trial_ends_at is not None and trial_ends_at <= now:
+        return "active"  # a lapsed trial of our own: on the free plan (see Subscription.effective_plan)
+    if status == "past_due" and past_due_since is not None:
+        if past_due_since + timedelta(days=get_settings().billing_grace_days) <= now:
+            return "read_only"
+    return status  # type: ignore[return-value]
 
 
 def action_allowed_when_read_only(action: str) -> bool:
@@ -299,6 +315,7 @@ async def reconcile_in(tx: BaseDBAsyncClient, tenant_id: int, stripe_sub: dict[s
 
 
 async def _update(tx: BaseDBAsyncClient, tenant_id: int, values: dict[str, Any]) -> None:
+    forget_entry_facts(tx)  # the billing facts the tenant scope began with no longer hold
     allowed = set(Subscription.__dataclass_fields__) - {"tenant_id"}
     names = [k for k in values if k in allowed]
     sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
