@@ -366,3 +366,30 @@ async def test_a_remembered_subject_key_is_rechecked_after_erasure_and_rollback(
     notes = [e["diff"]["notes"][1] for e in reversed(await entries(workspace, object_id="424242"))]
     assert notes == [ERASED, ERASED, "after rollback"]
     await verify(workspace)
+
+
+async def test_an_emptied_log_continues_from_its_checkpoint(workspace: Workspace) -> None:
+    """When retention moved every entry out, the next append continues the chain from the
+    archive checkpoint (seq and hash), and the whole chain still verifies."""
+    from kith.platform.audit import log as audit_log
+    from kith.platform.audit.log import audit_key, checkpoint_mac, key_id_for
+
+    for n in range(3):
+        async with tenant_scope(workspace.tenant_id) as tx:
+            await append_entry(tx, owner(workspace), action="contact.update", object_type="contacts",
+                               object_id=n, diff={"notes": ["", f"n{n}"]})
+    async with tenant_scope(workspace.tenant_id) as tx:
+        conn = raw_connection(tx)
+        head = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        key = audit_key()
+        key_id = key_id_for(key)
+        await conn.fetchval("SELECT audit_archive_through($1, $2, $3, $4, $5)", workspace.tenant_id, head["seq"],
+                            head["hash"], key_id, checkpoint_mac(key, workspace.tenant_id, head["seq"], head["hash"],
+                                                                 key_id))
+        assert await conn.fetchval("SELECT count(*) FROM audit_log") == 0
+    audit_log._heads.pop(workspace.tenant_id, None)  # as a fresh process would start
+    async with tenant_scope(workspace.tenant_id) as tx:
+        seq = await append_entry(tx, owner(workspace), action="contact.update", object_type="contacts",
+                                 object_id=9, diff={"notes": ["", "after"]})
+    assert seq == head["seq"] + 1
+    await verify(workspace)
