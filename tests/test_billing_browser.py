@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from kith.platform.billing.subscriptions import current_subscription
 from kith.platform.db import platform_tx
 
+from .browser import SHOTS, chromium
 from .conftest import Services, make_workspace
 from .live_server import web_server
-from .test_browser import ARGS, CHROMIUM, SHOTS
 
 
 async def _fits_the_width(page: Page) -> None:
@@ -26,41 +26,36 @@ async def _fits_the_width(page: Page) -> None:
 
 async def test_billing_page_desktop_and_phone(db: Services) -> None:
     ws = await make_workspace("bbrowser")
-    SHOTS.mkdir(exist_ok=True)
     with web_server() as base:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                for name, viewport in (("desktop", {"width": 1280, "height": 900}),
-                                       ("phone", {"width": 375, "height": 740})):
-                    page = await browser.new_page(viewport=viewport)
-                    await page.goto(f"{base}/login")
-                    await page.fill("input[name=email]", ws.email)
-                    await page.fill("input[name=password]", ws.password)
-                    await page.click("button[type=submit]")
-                    await page.wait_for_url(f"{base}/t/{ws.slug}/**")
-                    await page.goto(f"{base}/t/{ws.slug}/settings/billing")
-                    await expect(page.locator("h1")).to_have_text("Billing")
-                    await expect(page.locator(".usage")).to_contain_text("Seats (active users): 1 of")
+        async with chromium() as browser:
+            for name, viewport in (("desktop", {"width": 1280, "height": 900}),
+                                   ("phone", {"width": 375, "height": 740})):
+                page = await browser.new_page(viewport=viewport)
+                await page.goto(f"{base}/login")
+                await page.fill("input[name=email]", ws.email)
+                await page.fill("input[name=password]", ws.password)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(f"{base}/t/{ws.slug}/**")
+                await page.goto(f"{base}/t/{ws.slug}/settings/billing")
+                await expect(page.locator("h1")).to_have_text("Billing")
+                await expect(page.locator(".usage")).to_contain_text("Seats (active users): 1 of")
+                await _fits_the_width(page)
+                await page.screenshot(path=str(SHOTS / f"billing-{name}.png"), full_page=True)
+                if name == "desktop":
+                    starter = page.locator(".plan", has_text="Starter")
+                    await starter.locator("select[name=interval]").select_option("yearly")
+                    await starter.locator("button[type=submit]").click()
+                    await expect(page.locator("[role=status]")).to_have_text("Plan changed.")
+                    await expect(page.locator("#plan-name")).to_have_text("Starter")
+                    sub = await current_subscription(ws.tenant_id)
+                    assert (sub.plan, sub.billing_interval, sub.status) == ("starter", "yearly", "active")
+                    async with platform_tx() as tx:
+                        await tx.execute_query(
+                            "UPDATE public.billing_subscriptions SET status = 'past_due', past_due_since = now()"
+                            " WHERE tenant_id = $1", [ws.tenant_id])
+                else:
+                    await page.goto(f"{base}/t/{ws.slug}/contacts")
+                    await expect(page.locator(".billing-banner")).to_contain_text("Payment overdue.")
                     await _fits_the_width(page)
-                    await page.screenshot(path=str(SHOTS / f"billing-{name}.png"), full_page=True)
-                    if name == "desktop":
-                        starter = page.locator(".plan", has_text="Starter")
-                        await starter.locator("select[name=interval]").select_option("yearly")
-                        await starter.locator("button[type=submit]").click()
-                        await expect(page.locator("[role=status]")).to_have_text("Plan changed.")
-                        await expect(page.locator("#plan-name")).to_have_text("Starter")
-                        sub = await current_subscription(ws.tenant_id)
-                        assert (sub.plan, sub.billing_interval, sub.status) == ("starter", "yearly", "active")
-                        async with platform_tx() as tx:
-                            await tx.execute_query(
-                                "UPDATE public.billing_subscriptions SET status = 'past_due', past_due_since = now()"
-                                " WHERE tenant_id = $1", [ws.tenant_id])
-                    else:
-                        await page.goto(f"{base}/t/{ws.slug}/contacts")
-                        await expect(page.locator(".billing-banner")).to_contain_text("Payment overdue.")
-                        await _fits_the_width(page)
-                        await page.screenshot(path=str(SHOTS / "billing-banner-phone.png"), full_page=True)
-                    await page.close()
-            finally:
-                await browser.close()
+                    await page.screenshot(path=str(SHOTS / "billing-banner-phone.png"), full_page=True)
+                await page.close()

@@ -374,10 +374,10 @@ async def test_settings_pages(workspace: Workspace) -> None:
 
 
 async def test_settings_pages_in_the_browser_on_desktop_and_phone(workspace: Workspace) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
+    from .browser import SHOTS, chromium, no_horizontal_scroll
     from .live_server import web_server
-    from .test_browser import ARGS, CHROMIUM, SHOTS, _no_horizontal_scroll
 
     await add_member(workspace, "sales")
     async with await _api(workspace) as api:
@@ -385,37 +385,32 @@ async def test_settings_pages_in_the_browser_on_desktop_and_phone(workspace: Wor
                            hidden_fields={"contacts": ["phone", "notes"]})
         team = (await api.post("/api/v1/teams", json={"name": "华东 East"})).json()
         await api.put(f"/api/v1/teams/{team['id']}/members/{workspace.identity_id}", json={"is_manager": True})
-    SHOTS.mkdir(exist_ok=True)
     with web_server() as base:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                for name, viewport in (("desktop", {"width": 1280, "height": 800}),
-                                       ("phone", {"width": 390, "height": 844})):
-                    ctx = await browser.new_context(viewport=viewport, is_mobile=name == "phone")
-                    page = await ctx.new_page()
-                    await page.goto(f"{base}/login")
-                    await page.fill("input[name=email]", workspace.email)
-                    await page.fill("input[name=password]", workspace.password)
-                    await page.click("button[type=submit]")
-                    await page.wait_for_url(f"{base}/t/{workspace.slug}/contacts")
-                    await page.click("nav[aria-label=Workspace] >> text=Settings")
-                    await page.click("nav[aria-label=Settings] >> text=Members")
-                    for settings in ("members", "roles", "teams"):
-                        await page.goto(f"{base}/t/{workspace.slug}/settings/{settings}")
-                        await expect(page.locator("h1")).to_have_text(settings.capitalize())
-                        await _no_horizontal_scroll(page)
-                        # a mobile browser widens its layout viewport to fit an overflowing control, so
-                        # measure the elements against the device's width instead
-                        right = await page.evaluate(
-                            "Math.max(...[...document.querySelectorAll('main *')]"
-                            ".map(e => e.getBoundingClientRect().right))")
-                        overflow = right - viewport["width"]
-                        assert overflow <= 1, f"{settings} at {name} width: an element overflows by {overflow}px"
-                        await page.screenshot(path=str(SHOTS / f"settings-{settings}-{name}.png"), full_page=True)
-                    await page.goto(f"{base}/t/{workspace.slug}/settings/roles/custom-regional/edit")
-                    await _no_horizontal_scroll(page)
-                    await page.screenshot(path=str(SHOTS / f"settings-role-form-{name}.png"), full_page=True)
-                    await ctx.close()
-            finally:
-                await browser.close()
+        async with chromium() as browser:
+            for name, viewport in (("desktop", {"width": 1280, "height": 800}),
+                                   ("phone", {"width": 390, "height": 844})):
+                ctx = await browser.new_context(viewport=viewport, is_mobile=name == "phone")
+                page = await ctx.new_page()
+                await page.goto(f"{base}/login")
+                await page.fill("input[name=email]", workspace.email)
+                await page.fill("input[name=password]", workspace.password)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(f"{base}/t/{workspace.slug}/contacts")
+                await page.click("nav[aria-label=Workspace] >> text=Settings")
+                await page.click("nav[aria-label=Settings] >> text=Members")
+                for settings in ("members", "roles", "teams"):
+                    await page.goto(f"{base}/t/{workspace.slug}/settings/{settings}")
+                    await expect(page.locator("h1")).to_have_text(settings.capitalize())
+                    await no_horizontal_scroll(page)
+                    # a mobile browser widens its layout viewport to fit an overflowing control, so
+                    # measure the elements against the device's width instead
+                    right = await page.evaluate(
+                        "Math.max(...[...document.querySelectorAll('main *')]"
+                        ".map(e => e.getBoundingClientRect().right))")
+                    overflow = right - viewport["width"]
+                    assert overflow <= 1, f"{settings} at {name} width: an element overflows by {overflow}px"
+                    await page.screenshot(path=str(SHOTS / f"settings-{settings}-{name}.png"), full_page=True)
+                await page.goto(f"{base}/t/{workspace.slug}/settings/roles/custom-regional/edit")
+                await no_horizontal_scroll(page)
+                await page.screenshot(path=str(SHOTS / f"settings-role-form-{name}.png"), full_page=True)
+                await ctx.close()

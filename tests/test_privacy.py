@@ -9,7 +9,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from kith.platform import crypto
 from kith.platform.audit.entries import AuditFilter, list_entries
@@ -30,15 +29,13 @@ from kith.platform.config import load_settings, reset_settings, restored_environ
 from kith.platform.db import connect_raw, platform_tx, tenant_scope
 from kith.platform.identity.totp import secret_context, verify_second_factor
 
+from .browser import chromium
 from .conftest import Workspace, make_workspace
 from .factories import add_member, owner_token
 from .live_server import web_server
 from .web_helpers import assert_error, client, csrf_from, form_post, login
 
 KITH = Path(sys.executable).with_name("kith")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-        "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 def _new_key(kid: str) -> str:
@@ -410,33 +407,29 @@ async def test_export_and_erase_from_the_contact_page_in_a_browser(db: object, t
                             marketing_consent="granted")
     cid = contact["id"]
     with web_server() as base:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
-                page = await browser.new_page(viewport={"width": 1280, "height": 800})
-                await page.goto(f"{base}/login")
-                await page.fill("input[name=email]", ws.email)
-                await page.fill("input[name=password]", ws.password)
-                await page.click("button[type=submit]")
-                await page.wait_for_url(f"{base}/t/{ws.slug}/contacts")
-                await expect(page.locator(f"tr[data-contact-id='{cid}'] .badge")).to_have_text("marketing ok")
-                await page.locator(f"tr[data-contact-id='{cid}']").locator("text=Edit").click()
-                async with page.expect_download() as download_info:
-                    await page.click("button:has-text('Export data (JSON)')")
-                download = await download_info.value
-                assert download.suggested_filename == f"contact-{cid}.json"
-                saved = tmp_path / "export.json"
-                await download.save_as(saved)
-                exported = json.loads(saved.read_text(encoding="utf-8"))
-                assert exported["contact"]["email"] == "emily@northwind.example.com"
+        async with chromium() as browser:
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            await page.goto(f"{base}/login")
+            await page.fill("input[name=email]", ws.email)
+            await page.fill("input[name=password]", ws.password)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{base}/t/{ws.slug}/contacts")
+            await expect(page.locator(f"tr[data-contact-id='{cid}'] .badge")).to_have_text("marketing ok")
+            await page.locator(f"tr[data-contact-id='{cid}']").locator("text=Edit").click()
+            async with page.expect_download() as download_info:
+                await page.click("button:has-text('Export data (JSON)')")
+            download = await download_info.value
+            assert download.suggested_filename == f"contact-{cid}.json"
+            saved = tmp_path / "export.json"
+            await download.save_as(saved)
+            exported = json.loads(saved.read_text(encoding="utf-8"))
+            assert exported["contact"]["email"] == "emily@northwind.example.com"
 
-                await page.click("text=Erase this person…")
-                await expect(page.locator("h1")).to_have_text("Erase contact")
-                await page.click("button:has-text('Erase permanently')")
-                await expect(page.locator("[role=status]")).to_have_text("Contact erased.")
-                await expect(page.locator(f"tr[data-contact-id='{cid}'] td.name")).to_have_text(
-                    f"Erased contact {cid}")
-            finally:
-                await browser.close()
+            await page.click("text=Erase this person…")
+            await expect(page.locator("h1")).to_have_text("Erase contact")
+            await page.click("button:has-text('Erase permanently')")
+            await expect(page.locator("[role=status]")).to_have_text("Contact erased.")
+            await expect(page.locator(f"tr[data-contact-id='{cid}'] td.name")).to_have_text(
+                f"Erased contact {cid}")
     actions = [e.action for e in await _decrypted_audit(ws, cid)]
     assert "contact.export" in actions and actions[-1] == "contact.erase"
