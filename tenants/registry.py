@@ -1,5 +1,13 @@
-"""What the CRM domain adds to the ORM: model modules living in tenant schemas."""
+"""What the CRM domain adds to the ORM and the permission engine: model modules living in
+tenant schemas, and the object types each domain registers (importing registers them, in this
+order, which is the order role editors list them in)."""
+# isort: skip_file
 
-import kith.tenants.contacts.access  # noqa: F401 - registers the contacts object type for permissions
+import kith.tenants.contacts.access  # noqa: F401
+import kith.tenants.companies.access  # noqa: F401
+import kith.tenants.leads.access  # noqa: F401
+import kith.tenants.deals.access  # noqa: F401
+import kith.tenants.activities.access  # noqa: F401 - activities and tasks
+import kith.tenants.sales.access  # noqa: F401 - products and orders
 
 TENANT_MODEL_MODULES = ["kith.tenants.contacts.models"]

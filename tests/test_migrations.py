@@ -175,7 +175,7 @@ async def test_canaries_go_first_and_a_failing_canary_stops_the_rollout(
     await conn.execute("UPDATE public.tenants SET canary = true WHERE id = $1", flagged)
 
     # 1. canaries (flagged in the registry, or named by slug) are migrated first, in id order
-    write_migration(tmp_path, BASE + 1, "pipelines", "CREATE TABLE pipelines (id bigserial PRIMARY KEY);")
+    write_migration(tmp_path, BASE + 1, "playbooks", "CREATE TABLE playbooks (id bigserial PRIMARY KEY);")
     report = await runner.migrate(url=fresh_url, extra_tenant_dirs=[tmp_path], canary_slugs=["acme-6"])
     assert report.ok
     assert [r.tenant_id for r in report.tenants_migrated[:2]] == [flagged, named]

@@ -36,7 +36,7 @@ def test_built_in_roles_follow_the_declared_matrix() -> None:
     expected = {
         "owner": (set(ACTIONS), "all", set(WORKSPACE_PERMISSIONS)),
         "admin": (set(ACTIONS), "all", set(WORKSPACE_PERMISSIONS)),
-        "manager": (set(ACTIONS), "team", {"manage_campaigns"}),
+        "manager": (set(ACTIONS), "team", {"manage_campaigns", "manage_targets"}),
         "sales": ({"view", "create", "edit", "delete"}, "own", set()),
         "support": ({"view", "edit"}, "all", set()),
         "read_only": ({"view"}, "all", set()),
@@ -283,7 +283,7 @@ async def test_bad_role_input_is_refused_field_by_field(workspace: Workspace) ->
     async with await _api(workspace) as owner:
         await _create_role(owner, name="Taken")
         bad: list[tuple[dict[str, Any], str, str]] = [
-            ({"name": "x", "grants": {"deals": ["view"]}}, "grants", "Unknown object type 'deals'"),
+            ({"name": "x", "grants": {"invoices": ["view"]}}, "grants", "Unknown object type 'invoices'"),
             ({"name": "x", "grants": {"contacts": ["view", "fly"]}}, "grants", "Unknown action 'fly'"),
             ({"name": "x", "grants": {"contacts": ["edit"]}}, "grants", "Grant 'view'"),
             ({"name": "x", "record_scope": {"contacts": "planet"}}, "record_scope", "own, team, all"),

@@ -1,13 +1,20 @@
 """The role matrix: every API endpoint, called by a member of every built-in role, is refused
 with 403 exactly when the declared matrix (BUILT_IN_ROLES x the endpoint's declared
 permission) denies it. A new endpoint without a declared permission, or with a body or
-path parameter this test cannot fill, fails here with its name."""
+path parameter this test cannot fill, fails here with its name.
+
+Each CRM domain adds its own sample bodies and path values in a module `tests/matrix_<domain>.py`
+beside this one (found by name): `SAMPLE_BODIES` (model name -> callable making a valid body) and
+`async def path_values(ws, member, owner_headers) -> dict[str, str]` (fresh records the member
+may reach, for the path parameters of that domain's endpoints)."""
 
 from __future__ import annotations
 
+import importlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +50,13 @@ SAMPLE_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
     "WorkspacePatch": lambda: {"time_zone": "UTC"},
     "CheckoutIn": lambda: {"plan": "pro"},  # Pro keeps room for every role's member (seats)
 }
+PathValues = Callable[[Workspace, Member, dict[str, str]], Awaitable[dict[str, str]]]
+DOMAIN_PATH_VALUES: list[PathValues] = []
+for _module in sorted(Path(__file__).parent.glob("matrix_*.py")):
+    _domain = importlib.import_module(f"{__package__}.{_module.stem}")
+    SAMPLE_BODIES.update(getattr(_domain, "SAMPLE_BODIES", {}))
+    if hasattr(_domain, "path_values"):
+        DOMAIN_PATH_VALUES.append(_domain.path_values)
 
 
 @dataclass
@@ -90,9 +104,12 @@ async def _path_values(s: Setting, member: Member) -> dict[str, str]:
         await c.put(f"/api/v1/teams/{team.json()['id']}/members/{s.target.identity_id}", json={})
         invitation = await c.post("/api/v1/invitations", json={"email": f"matrix-{next(_n)}@example.com"})
         assert invitation.status_code == 201, invitation.text
-    return {"invitation_id": str(invitation.json()["id"]),
-            "contact_id": str(rows[0]["id"]), "key": role.json()["key"], "team_id": str(team.json()["id"]),
-            "identity_id": str(s.target.identity_id)}
+    values = {"invitation_id": str(invitation.json()["id"]),
+              "contact_id": str(rows[0]["id"]), "key": role.json()["key"], "team_id": str(team.json()["id"]),
+              "identity_id": str(s.target.identity_id)}
+    for domain_values in DOMAIN_PATH_VALUES:
+        values.update(await domain_values(s.ws, member, s.owner))
+    return values
 
 
 def _order(ep: Endpoint) -> tuple[int, int]:

@@ -35,6 +35,7 @@ SCOPE_LABELS = {"own": "Own records", "team": "Team's records", "all": "All reco
 WORKSPACE_LABELS = {
     "manage_users": "Manage users", "manage_roles": "Manage roles", "manage_billing": "Manage billing",
     "manage_settings": "Manage settings", "manage_campaigns": "Manage campaigns",
+    "manage_targets": "Manage sales targets",
 }
 
 

@@ -25,26 +25,40 @@ from kith.platform.observability import configure_logging, get_logger, init_sent
 from kith.tenants.registry import TENANT_MODEL_MODULES
 from kith.web import (
     account_pages,
+    activity_pages,
     admin_pages,
     audit_pages,
     auth_pages,
     billing_pages,
+    company_pages,
     contact_pages,
+    deal_pages,
     dev_pages,
     health,
     invite_pages,
+    lead_pages,
     ops_pages,
     privacy_pages,
+    record_pages,
+    sales_pages,
+    search_pages,
     token_pages,
     verify_pages,
     webhooks,
     workspace_pages,
 )
+from kith.web.api import activities as _activities_api  # noqa: F401 - activities, tasks and timelines
 from kith.web.api import admin as _admin_api  # noqa: F401 - registers the administration endpoints
 from kith.web.api import audit as _audit_api  # noqa: F401 - registers the audit endpoint
 from kith.web.api import billing as _billing_api  # noqa: F401 - registers the billing endpoints
+from kith.web.api import companies as _companies_api  # noqa: F401 - companies and the customer 360 view
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
+from kith.web.api import deals as _deals_api  # noqa: F401 - pipelines, stages, deals, board and forecast
+from kith.web.api import leads as _leads_api  # noqa: F401 - leads, conversion and the public pool
 from kith.web.api import privacy as _privacy_api  # noqa: F401 - registers the export and erasure endpoints
+from kith.web.api import records as _records_api  # noqa: F401 - custom fields, saved views, bulk changes
+from kith.web.api import sales as _sales_api  # noqa: F401 - products, orders and sales targets
+from kith.web.api import search as _search_api  # noqa: F401 - global search, duplicates and merges
 from kith.web.api import workspace as _workspace_api  # noqa: F401 - registers invitations and workspace settings
 from kith.web.api.openapi import openapi_document
 from kith.web.api.registry import api_routes
@@ -140,6 +154,13 @@ def create_app() -> Starlette:
         *auth_pages.routes,
         *account_pages.routes,
         *contact_pages.routes,
+        *company_pages.routes,
+        *lead_pages.routes,
+        *deal_pages.routes,
+        *activity_pages.routes,
+        *sales_pages.routes,
+        *search_pages.routes,
+        *record_pages.routes,
         *privacy_pages.routes,
         *verify_pages.routes,
         *token_pages.routes,

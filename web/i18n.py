@@ -1,8 +1,9 @@
 """The UI's language: Jinja2's i18n extension with gettext catalogs.
 
-Catalogs are `web/locale/<locale>/LC_MESSAGES/messages.po`, committed as text; at the first
-render they are compiled to gettext's binary form in memory with Babel (no .mo files in
-git, no build step to forget). A page's language is its workspace's locale setting; pages
+Catalogs are `web/locale/<locale>/LC_MESSAGES/*.po` (messages.po for the platform's pages, one
+file per CRM domain beside it, merged), committed as text; at the first render they are
+compiled to gettext's binary form in memory with Babel (no .mo files in git, no build step
+to forget). A page's language is its workspace's locale setting; pages
 outside a workspace (sign-in, signup, invitations, password reset) follow the browser's
 Accept-Language. The callables read the template's `locale` variable, so one shared Jinja
 environment serves concurrent requests in different languages.
@@ -35,8 +36,14 @@ def translations(locale: str) -> NullTranslations:
     folder = CATALOGS.get(locale)
     if folder is None:
         return NullTranslations()
-    with (LOCALE_DIR / folder / "LC_MESSAGES" / "messages.po").open("rb") as po:
+    files = sorted((LOCALE_DIR / folder / "LC_MESSAGES").glob("*.po"))
+    with files[0].open("rb") as po:
         catalog = read_po(po, locale=folder)
+    for path in files[1:]:
+        with path.open("rb") as po:
+            for message in read_po(po, locale=folder):
+                if message.id:
+                    catalog[message.id] = message
     compiled = BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)

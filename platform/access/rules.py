@@ -19,7 +19,7 @@ from typing import Literal
 
 ACTIONS: tuple[str, ...] = ("view", "create", "edit", "delete", "export", "import")
 WORKSPACE_PERMISSIONS: tuple[str, ...] = (
-    "manage_users", "manage_roles", "manage_billing", "manage_settings", "manage_campaigns",
+    "manage_users", "manage_roles", "manage_billing", "manage_settings", "manage_campaigns", "manage_targets",
 )
 WORKSPACE = "workspace"  # the "object type" of workspace permissions in declarations
 
@@ -102,8 +102,8 @@ _BUILT_INS: tuple[_BuiltIn, ...] = (
              "Everything, including granting and removing the owner role."),
     _BuiltIn("admin", "Admin", _ALL_ACTIONS, "all", frozenset(WORKSPACE_PERMISSIONS),
              "Everything on every record; manages users, roles, billing, settings and campaigns."),
-    _BuiltIn("manager", "Manager", _ALL_ACTIONS, "team", frozenset({"manage_campaigns"}),
-             "Works with the records of their teams, including export and import; runs campaigns."),
+    _BuiltIn("manager", "Manager", _ALL_ACTIONS, "team", frozenset({"manage_campaigns", "manage_targets"}),
+             "Works with the records of their teams, including export and import; runs campaigns; sets sales targets."),
     _BuiltIn("sales", "Sales", frozenset({"view", "create", "edit", "delete"}), "own", frozenset(),
              "Works with their own records."),
     _BuiltIn("support", "Support", frozenset({"view", "edit"}), "all", frozenset(),

@@ -9,7 +9,8 @@ CONTACTS = register_object_type(
     ObjectType(
         name="contacts",
         label="Contacts",
-        fields=("name", "email", "phone", "company_name", "notes", "marketing_consent"),
+        fields=("name", "email", "phone", "company_name", "notes", "marketing_consent", "title", "lifecycle_stage",
+                "source", "tags", "custom"),
         owner_field="owner_id",
         # personal data whose every read is audited (contacts.read_sensitive)
         sensitive=("email", "phone"),

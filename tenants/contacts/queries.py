@@ -8,6 +8,7 @@ phone: see access.py) is audited in the same transaction, by `audit_disclosed`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ FIELDS = ("name", "email", "phone", "company_name", "notes")
 # Marketing consent: one registered field ("marketing_consent") for the role rules; hiding it
 # hides its source and times too.
 CONSENT_FIELDS = ("marketing_consent", "consent_source", "consent_at", "unsubscribed_at")
+# The CRM fields of tenant migration 0007 (company link, person fields, tags, custom fields)
+CRM_FIELDS = ("company_id", "title", "lifecycle_stage", "source", "tags", "custom", "last_activity_at")
 SEARCHED = ("name", "email", "phone", "company_name")
 # The expression of contacts_search_idx (tenant migration 0001): used when every searched
 # field is visible, so the trigram index serves the search.
@@ -62,10 +65,15 @@ def _scope_clause(session: TenantSession, params: list[Any]) -> str | None:
 
 def visible_row(session: TenantSession, row: dict[str, Any]) -> dict[str, Any]:
     """A contact row as the actor may see it."""
-    keep = {"id", "created_at", "updated_at", "owner_id", "erased_at", *FIELDS, *CONSENT_FIELDS}
+    keep = {"id", "created_at", "updated_at", "owner_id", "erased_at", *FIELDS, *CONSENT_FIELDS, *CRM_FIELDS}
     if "marketing_consent" in session.policy.hidden_fields(OBJECT):
         keep -= set(CONSENT_FIELDS)
-    return session.visible(OBJECT, {k: v for k, v in row.items() if k in keep})
+    values = {k: v for k, v in row.items() if k in keep}
+    if "custom" in values:
+        values["custom"] = json.loads(values["custom"]) if isinstance(values["custom"], str) else values["custom"] or {}
+    if "tags" in values:
+        values["tags"] = list(values["tags"] or [])
+    return session.visible(OBJECT, values)
 
 
 async def audit_disclosed(

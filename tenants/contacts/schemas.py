@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -72,10 +72,41 @@ def _clean_phone(value: str, region: str | None = None) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 50
+
+
+def clean_tags(values: list[str]) -> list[str]:
+    """Tags trimmed, each 1-50 characters, duplicates (ignoring case) dropped keeping the first
+    spelling, at most 20. Shared by every CRM record with tags."""
+    tags: list[str] = []
+    seen: set[str] = set()
+    for raw in values:
+        tag = raw.strip()
+        if not 1 <= len(tag) <= MAX_TAG_LENGTH:
+            raise PydanticCustomError(
+                "tag_length", "each tag needs 1 to {max} characters", {"max": MAX_TAG_LENGTH})
+        if tag.casefold() not in seen:
+            seen.add(tag.casefold())
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise PydanticCustomError("tag_count", "at most {max} tags", {"max": MAX_TAGS})
+    return tags
+
+
 Name = Annotated[str, Field(min_length=1, max_length=200, description="Full name, any script (e.g. 张伟).")]
 Text200 = Annotated[str, Field(max_length=200)]
 Notes = Annotated[str, Field(max_length=5000)]
 ConsentState = Literal["unknown", "granted", "withdrawn"]
+LifecycleStage = Literal["subscriber", "lead", "qualified", "opportunity", "customer", "evangelist", "other"]
+LIFECYCLE_STAGES: tuple[str, ...] = ("subscriber", "lead", "qualified", "opportunity", "customer", "evangelist",
+                                     "other")
+Text100 = Annotated[str, Field(max_length=100)]
+Tags = Annotated[list[str], Field(description="Up to 20 tags of 1-50 characters; trimmed, duplicates dropped.")]
+Custom = Annotated[dict[str, Any], Field(description="Values of the workspace's custom fields, by field key.")]
+CompanyRef = Annotated[int | None, Field(description=(
+    "The company this contact works for (its id); the contact's company_name follows the company's name."))]
+OwnerRef = Annotated[int | None, Field(description="The member who owns the record (identity id); default: you.")]
 ConsentSource = Annotated[str, Field(max_length=100, description=(
     "Where the consent came from (e.g. web form, import, api, unsubscribe link); recorded with a change of "
     "marketing_consent. Default: the channel of the request (api for tokens, web form for pages)."))]
@@ -93,11 +124,23 @@ class ContactIn(BaseModel):
     notes: Notes = ""
     marketing_consent: ConsentState = "unknown"
     consent_source: ConsentSource = ""
+    company_id: CompanyRef = None
+    title: Text200 = ""
+    lifecycle_stage: LifecycleStage = "lead"
+    source: Text100 = ""
+    tags: Tags = []
+    custom: Custom = {}
+    owner_id: OwnerRef = None
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
         return _clean_email(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return clean_tags(value)
 
     @field_validator("phone")
     @classmethod
@@ -117,11 +160,23 @@ class ContactPatch(BaseModel):
     notes: Notes | None = None
     marketing_consent: ConsentState | None = None
     consent_source: ConsentSource | None = None
+    company_id: CompanyRef = Field(default=None, description="A company's id, or null to unlink the contact.")
+    title: Text200 | None = None
+    lifecycle_stage: LifecycleStage | None = None
+    source: Text100 | None = None
+    tags: Tags | None = None
+    custom: Custom | None = Field(default=None, description="Custom field values to change; others are kept.")
+    owner_id: OwnerRef = None
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         return None if value is None else _clean_email(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else clean_tags(value)
 
     @field_validator("phone")
     @classmethod
@@ -146,6 +201,13 @@ class ContactOut(BaseModel):
     unsubscribed_at: datetime | None = None
     erased_at: datetime | None = Field(default=None, description="When the contact was erased on request.")
     owner_id: int | None = None
+    company_id: int | None = None
+    title: str | None = None
+    lifecycle_stage: LifecycleStage | None = None
+    source: str | None = None
+    tags: list[str] | None = None
+    custom: dict[str, Any] | None = None
+    last_activity_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -1,0 +1,47 @@
+"""What the lead actions refuse, each with the HTTP status it means and the fields it concerns."""
+
+from __future__ import annotations
+
+
+class LeadError(Exception):
+    """A refusal a person can act on: `status` (404, 409, 422), a stable `code`, a message and, for bad
+    input, a message per field."""
+
+    status = 422
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+class LeadInvalid(LeadError, ValueError):
+    """Input that passed the schema but not the workspace's rules (an owner who is not a member, a company
+    the actor cannot see, a custom field value, a status change of a converted lead)."""
+
+    @classmethod
+    def of(cls, fields: dict[str, str]) -> LeadInvalid:
+        return cls("; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
+
+
+class LeadNotFound(LeadError, LookupError):
+    """No such lead in this workspace, or not one the actor may see (the same answer)."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self, message: str = "There is no such lead.") -> None:
+        super().__init__(message)
+
+
+class LeadAlreadyConverted(LeadError):
+    """Converting a lead twice: the first conversion's records stay the only ones."""
+
+    status = 409
+    code = "already_converted"
+
+    def __init__(self, lead_id: int, contact_id: int | None) -> None:
+        super().__init__(f"Lead {lead_id} was already converted"
+                         + (f" (into contact {contact_id})." if contact_id else "."))
+        self.contact_id = contact_id

@@ -1,0 +1,5 @@
+"""Pages: filled in by this session."""
+
+from starlette.routing import Route
+
+routes: list[Route] = []
