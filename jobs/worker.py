@@ -15,7 +15,9 @@ from arq.cron import cron
 from kith.jobs.audit_retention import audit_retention, enqueue_audit_retention
 from kith.jobs.billing import billing_notices, enqueue_billing_notices
 from kith.jobs.invites import invitation_email, password_reset_email, verification_email
+from kith.jobs.pool_reclaim import enqueue_pool_reclaim, pool_reclaim
 from kith.jobs.queue import close_queue, redis_settings
+from kith.jobs.task_reminders import enqueue_task_reminders, send_task_reminders
 from kith.jobs.welcome import welcome_email
 from kith.platform.config import get_settings
 from kith.platform.db import close_db, init_db
@@ -46,12 +48,16 @@ class WorkerSettings:
     """arq settings; `worker_kwargs()` adds the parts read from the environment."""
 
     functions: ClassVar[list[Any]] = [welcome_email, audit_retention, invitation_email, password_reset_email,
-                                      billing_notices, verification_email]
+                                      billing_notices, verification_email, send_task_reminders, pool_reclaim]
     # 03:17 UTC: off the hour, when most workspaces are quiet; one job per tenant (see the job).
     cron_jobs: ClassVar[list[Any]] = [
         cron(enqueue_audit_retention, hour={3}, minute={17}, run_at_startup=False),
         # 09:05 UTC: billing emails arrive in working hours for most of Europe and the Americas' morning
         cron(enqueue_billing_notices, hour={9}, minute={5}, run_at_startup=False),
+        # every five minutes: tasks due within the next 15 minutes get their reminder in time
+        cron(enqueue_task_reminders, minute=set(range(0, 60, 5)), run_at_startup=False),
+        # 02:43 UTC, daily: records nobody followed up within the workspace's rule go back to the pool
+        cron(enqueue_pool_reclaim, hour={2}, minute={43}, run_at_startup=False),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -17,6 +17,7 @@ from kith.platform.tenancy.models import Tenant
 from kith.platform.tenancy.provisioning import provision_tenant_in
 from kith.platform.tenancy.slugs import SlugError
 from kith.tenants.contacts.models import Contact
+from kith.tenants.demo_crm import seed_crm
 
 DEMO_SLUG = "demo"
 DEMO_COMPANY = "Demo Trading Co. 示例贸易"
@@ -150,7 +151,7 @@ async def _create_workspace(password: str) -> tuple[Tenant, bool]:
 
 
 async def seed_demo(*, password: str = DEMO_PASSWORD) -> DemoWorkspace:
-    """Create the demo workspace, its owner and sample contacts; safe to run on every start.
+    """Create the demo workspace, its owner, sample contacts and CRM records; safe to run on every start.
 
     The workspace and its owner are created in one transaction; contacts are added in one
     tenant transaction, and only while the workspace has none: a restart never duplicates
@@ -169,5 +170,6 @@ async def seed_demo(*, password: str = DEMO_PASSWORD) -> DemoWorkspace:
             contacts = demo_contacts(owner.id if owner else None)
             await Contact.bulk_create(contacts, using_db=tx)
             added = len(contacts)
+        await seed_crm(tx, owner.id if owner else None, COMPANIES)
     return DemoWorkspace(tenant_id=tenant.id, slug=tenant.slug, created=created,
                          contacts_added=added, contacts_total=existing + added)

@@ -11,3 +11,10 @@ import kith.tenants.activities.access  # noqa: F401 - activities and tasks
 import kith.tenants.sales.access  # noqa: F401 - products and orders
 
 TENANT_MODEL_MODULES = ["kith.tenants.contacts.models"]
+
+# The kinds of record with the generic list features (filters, saved views, bulk changes),
+# registered by their domains' modules, in the order the lists appear.
+import kith.tenants.companies.actions  # noqa: E402, F401
+import kith.tenants.contacts.actions  # noqa: E402, F401
+import kith.tenants.leads.actions  # noqa: E402, F401
+import kith.tenants.deals.spec  # noqa: E402, F401

@@ -43,3 +43,8 @@ async def no_horizontal_scroll(page: Page) -> None:
     """The page is no wider than its viewport (a phone must not scroll sideways)."""
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"{page.url} is {overflow}px wider than the viewport"
+    # with is_mobile, Chromium widens the layout viewport to fit a too-wide page instead of
+    # scrolling, so innerWidth grows with it: compare with the viewport we asked for too
+    if page.viewport_size is not None:
+        width, wanted = await page.evaluate("document.documentElement.scrollWidth"), page.viewport_size["width"]
+        assert width <= wanted + 1, f"{page.url} is {width}px wide at a {wanted}px viewport"

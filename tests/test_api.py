@@ -169,7 +169,10 @@ async def test_openapi_describes_every_route(db: object) -> None:
     assert set(contact_schema["properties"]) >= {"name", "email", "phone", "company_name", "notes", "owner_id"}
     for ep in ENDPOINTS:
         op = doc["paths"]["/api/v1" + ep.path][ep.method.lower()]
-        assert ("403" in op["responses"]) == (ep.permission is not None), ep.operation_id
+        # a declared permission can be refused; an endpoint open to every member may still answer 403
+        # for a reason of its own (another member's saved view), so only one direction is a rule
+        if ep.permission is not None:
+            assert "403" in op["responses"], ep.operation_id
 
 
 async def test_health_and_readiness(db: object) -> None:

@@ -52,8 +52,9 @@ async def test_signup_and_contacts_in_the_browser(db: Services) -> None:
             await desktop.click("button:has-text('Search')")
             await expect(desktop.locator("td.name")).to_have_text("Emily Carter")
 
-            # edit, with a bad email first
-            await desktop.click("text=Edit")
+            # edit from the contact's page, with a bad email first
+            await desktop.click("td.name a")
+            await desktop.click("a:has-text('Edit')")
             await desktop.fill("input[name=email]", "not-an-email")
             await desktop.click("button:has-text('Save')")
             await expect(desktop.locator('[data-field="email"]')).to_be_visible()
@@ -65,8 +66,8 @@ async def test_signup_and_contacts_in_the_browser(db: Services) -> None:
             await desktop.screenshot(path=str(SHOTS / "contacts-desktop.png"), full_page=True)
 
             # delete, after a confirmation page
-            row = desktop.locator("tr", has_text="Emily Carter")
-            await row.locator("text=Delete").click()
+            await desktop.locator("tr", has_text="Emily Carter").locator("td.name a").click()
+            await desktop.click("a:has-text('Delete')")
             await expect(desktop.locator("h1")).to_have_text("Delete contact")
             await desktop.click("button:has-text('Delete')")
             await expect(desktop.locator("[role=status]")).to_have_text("Contact deleted.")

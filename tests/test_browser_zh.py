@@ -36,7 +36,7 @@ async def test_zh_cn_contacts_at_phone_width(db: Services) -> None:
 
             await phone.goto(f"{base}/t/{slug}/contacts")
             await expect(phone.locator("h1")).to_have_text("联系人")
-            await expect(phone.locator(".empty")).to_contain_text("还没有联系人")
+            await expect(phone.locator(".empty")).to_contain_text("还没有记录")
             for name, number, company in (("张伟", "138 0013 8000", "上海云图科技有限公司"),
                                           ("王芳", "139 1234 5678", "北京星河贸易")):
                 await phone.click("text=新建联系人")

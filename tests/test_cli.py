@@ -16,7 +16,8 @@ from kith.platform.identity.tokens import authenticate_token
 from kith.platform.migrations import runner
 from kith.platform.tenancy.models import Tenant
 from kith.tenants.contacts.models import Contact
-from kith.tenants.demo import DEMO_CONTACTS, DEMO_SLUG, seed_demo
+from kith.tenants.demo import COMPANIES, DEMO_CONTACTS, DEMO_SLUG, seed_demo
+from kith.tenants.demo_crm import DEALS
 
 from .conftest import Services, make_workspace, unique_slug
 
@@ -130,3 +131,10 @@ async def test_seed_demo_twice_leaves_one_demo_workspace(db: Services) -> None:
         assert await Contact.all().count() == len(DEMO_CONTACTS)
         assert await Contact.filter(name="张伟", company_name="上海云图科技有限公司").exists()
         assert await Contact.filter(name="James O'Brien").exists()
+    async with tenant_scope(first.tenant_id) as tx:
+        # the CRM records came once, with every contact linked to its company
+        counts = (await tx.execute_query_dict(
+            "SELECT (SELECT count(*) FROM companies) AS companies, (SELECT count(*) FROM deals) AS deals,"
+            " (SELECT count(*) FROM contacts WHERE company_id IS NULL) AS unlinked,"
+            " (SELECT total::text FROM orders) AS order_total"))[0]
+    assert counts == {"companies": len(COMPANIES) + 2, "deals": len(DEALS), "unlinked": 0, "order_total": "18990.50"}

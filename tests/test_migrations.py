@@ -183,27 +183,27 @@ async def test_canaries_go_first_and_a_failing_canary_stops_the_rollout(
 
     # 2. the next migration fails in the canary only (an object of that name already exists
     # there): the roll-out stops and every other tenant is left exactly as it was
-    await conn.execute(f"CREATE TABLE {tenant_schema(flagged)}.deals (legacy text)")
-    write_migration(tmp_path, BASE + 2, "deals", "CREATE TABLE deals (id bigserial PRIMARY KEY, title text);")
+    await conn.execute(f"CREATE TABLE {tenant_schema(flagged)}.quotes (legacy text)")
+    write_migration(tmp_path, BASE + 2, "quotes", "CREATE TABLE quotes (id bigserial PRIMARY KEY, title text);")
     messages: list[str] = []
     failed = await runner.migrate(url=fresh_url, extra_tenant_dirs=[tmp_path], progress=messages.append)
 
     assert failed.canaries_failed and not failed.ok
     assert [r.tenant_id for r in failed.tenants_failed] == [flagged]
-    assert 'relation "deals" already exists' in failed.tenants_failed[0].error
+    assert 'relation "quotes" already exists' in failed.tenants_failed[0].error
     assert failed.tenants_migrated == []
     assert any("roll-out stopped" in m for m in messages)
     assert await versions(conn, ids) == {tid: BASE + 1 for tid in ids}
     for tid in ids:
-        assert await has_relation(conn, tid, "deals") == (tid == flagged)
+        assert await has_relation(conn, tid, "quotes") == (tid == flagged)
     legacy = await conn.fetchval(
-        "SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'deals'",
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'quotes'",
         tenant_schema(flagged),
     )
     assert legacy == 1  # the canary's own object is untouched: its failed transaction rolled back
 
     # 3. once the conflict is resolved, the same command converges
-    await conn.execute(f"DROP TABLE {tenant_schema(flagged)}.deals")
+    await conn.execute(f"DROP TABLE {tenant_schema(flagged)}.quotes")
     fixed = await runner.migrate(url=fresh_url, extra_tenant_dirs=[tmp_path])
     assert fixed.ok and fixed.tenants_migrated[0].tenant_id == flagged
     assert await versions(conn, ids) == {tid: BASE + 2 for tid in ids}

@@ -28,7 +28,7 @@ async def test_signup_lands_the_owner_in_the_workspace(db: object) -> None:
         cookie = resp.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
         page = await c.get(f"/t/{slug}/contacts")
-        assert page.status_code == 200 and "北京华信咨询" in page.text and "No contacts yet" in page.text
+        assert page.status_code == 200 and "北京华信咨询" in page.text and "No records yet" in page.text
 
 
 async def test_signup_bad_input_names_the_problem_and_writes_nothing(workspace: Workspace) -> None:

@@ -414,8 +414,9 @@ async def test_export_and_erase_from_the_contact_page_in_a_browser(db: object, t
             await page.fill("input[name=password]", ws.password)
             await page.click("button[type=submit]")
             await page.wait_for_url(f"{base}/t/{ws.slug}/contacts")
-            await expect(page.locator(f"tr[data-contact-id='{cid}'] .badge")).to_have_text("marketing ok")
-            await page.locator(f"tr[data-contact-id='{cid}']").locator("text=Edit").click()
+            await expect(page.locator(f"tr[data-record-id='{cid}'] .badge")).to_have_text("marketing ok")
+            await page.locator(f"tr[data-record-id='{cid}'] td.name a").click()
+            await page.click("a:has-text('Edit')")
             async with page.expect_download() as download_info:
                 await page.click("button:has-text('Export data (JSON)')")
             download = await download_info.value
@@ -429,7 +430,7 @@ async def test_export_and_erase_from_the_contact_page_in_a_browser(db: object, t
             await expect(page.locator("h1")).to_have_text("Erase contact")
             await page.click("button:has-text('Erase permanently')")
             await expect(page.locator("[role=status]")).to_have_text("Contact erased.")
-            await expect(page.locator(f"tr[data-contact-id='{cid}'] td.name")).to_have_text(
+            await expect(page.locator(f"tr[data-record-id='{cid}'] td.name")).to_have_text(
                 f"Erased contact {cid}")
     actions = [e.action for e in await _decrypted_audit(ws, cid)]
     assert "contact.export" in actions and actions[-1] == "contact.erase"

@@ -6,7 +6,9 @@ path parameter this test cannot fill, fails here with its name.
 Each CRM domain adds its own sample bodies and path values in a module `tests/matrix_<domain>.py`
 beside this one (found by name): `SAMPLE_BODIES` (model name -> callable making a valid body) and
 `async def path_values(ws, member, owner_headers) -> dict[str, str]` (fresh records the member
-may reach, for the path parameters of that domain's endpoints)."""
+may reach, for the path parameters of that domain's endpoints) and, for endpoints that need a
+query string, `QUERY_STRINGS` ("GET /timeline" -> "?company_id={timeline_company_id}", filled
+from the path values)."""
 
 from __future__ import annotations
 
@@ -52,9 +54,11 @@ SAMPLE_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
 }
 PathValues = Callable[[Workspace, Member, dict[str, str]], Awaitable[dict[str, str]]]
 DOMAIN_PATH_VALUES: list[PathValues] = []
+DOMAIN_QUERIES: dict[str, str] = {}
 for _module in sorted(Path(__file__).parent.glob("matrix_*.py")):
     _domain = importlib.import_module(f"{__package__}.{_module.stem}")
     SAMPLE_BODIES.update(getattr(_domain, "SAMPLE_BODIES", {}))
+    DOMAIN_QUERIES.update(getattr(_domain, "QUERY_STRINGS", {}))
     if hasattr(_domain, "path_values"):
         DOMAIN_PATH_VALUES.append(_domain.path_values)
 
@@ -125,15 +129,17 @@ async def test_each_role_is_allowed_and_denied_as_declared(setting: Setting, rol
     async with client(headers=member.headers) as c:
         for ep in sorted(ENDPOINTS, key=_order):
             path = ep.path
+            query = DOMAIN_QUERIES.get(f"{ep.method} {ep.path}", "")
             for name, value in values.items():
                 path = path.replace("{" + name + "}", value)
+                query = query.replace("{" + name + "}", value)
             assert "{" not in path, f"{ep.method} {ep.path}: no test value for a path parameter; add it to _path_values"
             kwargs: dict[str, Any] = {}
             if ep.body is not None:
                 sample = SAMPLE_BODIES.get(ep.body.__name__)
                 assert sample is not None, f"{ep.method} {ep.path}: add a sample {ep.body.__name__} to SAMPLE_BODIES"
                 kwargs["json"] = sample()
-            resp = await c.request(ep.method, "/api/v1" + path, **kwargs)
+            resp = await c.request(ep.method, "/api/v1" + path + query, **kwargs)
             allowed = matrix_allows(BUILT_IN_ROLES[role], ep.permission)
             label = f"{ep.method} {ep.path} as {role} (declared {ep.permission}): {resp.status_code} {resp.text[:200]}"
             if allowed and not 200 <= resp.status_code < 300:

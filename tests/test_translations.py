@@ -23,3 +23,15 @@ def test_every_marked_template_string_is_translated_to_zh_cn() -> None:
             if not entries.get(text):
                 missing.append(f"{template.relative_to(WEB)}: {text}")
     assert not missing, "strings without a zh-CN translation:\n" + "\n".join(missing)
+
+
+def test_catalogs_agree_on_every_shared_string() -> None:
+    """One English string reads the same everywhere in Chinese: a string two catalogs both carry
+    must have one translation (web/i18n.py lets messages.po win, then the first domain catalog)."""
+    translations: dict[str, dict[str, str]] = {}
+    for catalog in sorted((WEB / "locale" / "zh_CN" / "LC_MESSAGES").glob("*.po")):
+        text = catalog.read_text(encoding="utf-8")
+        for msgid, msgstr in re.findall(r'^msgid "((?:[^"\\]|\\.)+)"\nmsgstr "((?:[^"\\]|\\.)*)"', text, flags=re.M):
+            translations.setdefault(msgid, {})[catalog.name] = msgstr
+    disagree = {k: v for k, v in translations.items() if len(set(v.values())) > 1}
+    assert not disagree, f"translated differently in different catalogs: {disagree}"

@@ -64,7 +64,7 @@ from kith.web.api.openapi import openapi_document
 from kith.web.api.registry import api_routes
 from kith.web.edge import EdgeMiddleware, _is_api
 from kith.web.errors import ApiError, title_for
-from kith.web.forms import CsrfError, render
+from kith.web.forms import CsrfError, read_form, render
 
 log = get_logger("kith.web")
 
@@ -128,6 +128,30 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_page(request.scope, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
 
+# POST routes that are not forms people submit: they authenticate another way
+NOT_FORMS = {"/webhooks/stripe"}
+
+
+def _csrf_first(endpoint: Any) -> Any:
+    """Check a form POST's CSRF token before the page's handler runs, so no handler can look
+    anything up (or answer 404) for a forged request first; read_form caches the form."""
+
+    async def run(request: Request) -> Response:
+        if request.method == "POST":
+            await read_form(request)
+        response: Response = await endpoint(request)
+        return response
+
+    run.__name__ = getattr(endpoint, "__name__", "page")
+    return run
+
+
+def _guarded(routes: list[Any]) -> list[Any]:
+    return [Route(r.path, _csrf_first(r.endpoint), methods=sorted(r.methods or ()), name=r.name)
+            if isinstance(r, Route) and "POST" in (r.methods or set()) and r.path not in NOT_FORMS else r
+            for r in routes]
+
+
 def create_app() -> Starlette:
     """Build the ASGI app (uvicorn: `kith.web.app:create_app --factory`)."""
     settings = get_settings()
@@ -175,7 +199,7 @@ def create_app() -> Starlette:
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
     ]
     app = Starlette(
-        routes=routes,
+        routes=_guarded(routes),
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

@@ -36,13 +36,15 @@ def translations(locale: str) -> NullTranslations:
     folder = CATALOGS.get(locale)
     if folder is None:
         return NullTranslations()
-    files = sorted((LOCALE_DIR / folder / "LC_MESSAGES").glob("*.po"))
+    # messages.po first: a domain catalog adds strings and never retranslates the platform's
+    folder_path = LOCALE_DIR / folder / "LC_MESSAGES"
+    files = [folder_path / "messages.po", *sorted(p for p in folder_path.glob("*.po") if p.name != "messages.po")]
     with files[0].open("rb") as po:
         catalog = read_po(po, locale=folder)
     for path in files[1:]:
         with path.open("rb") as po:
             for message in read_po(po, locale=folder):
-                if message.id:
+                if message.id and message.id not in catalog:
                     catalog[message.id] = message
     compiled = BytesIO()
     write_mo(compiled, catalog)

@@ -34,12 +34,14 @@ class InvalidInput(ValueError):
 
 
 class RecordNotFound(LookupError):
-    """A named record does not exist in this workspace, or the actor may not see it."""
+    """Named records do not exist in this workspace, or the actor may not see them; `fields`
+    gives each link field that failed with its message, `field` and `noun` the first."""
 
-    def __init__(self, field: str) -> None:
-        self.field = field
-        self.noun = LINK_TYPES[field][1]
-        super().__init__(f"There is no such {self.noun}.")
+    def __init__(self, *fields: str) -> None:
+        self.field = fields[0]
+        self.noun = LINK_TYPES[self.field][1]
+        self.fields = {f: f"There is no such {LINK_TYPES[f][1]}." for f in fields}
+        super().__init__(self.fields[self.field])
 
 
 async def load_record(session: TenantSession, field: str, record_id: int) -> dict[str, Any] | None:
@@ -53,7 +55,10 @@ async def load_record(session: TenantSession, field: str, record_id: int) -> dic
     if not rows:
         return None
     owners = session.policy.owner_ids(object_type)
-    if owners is not None and rows[0]["owner_id"] not in owners:
+    # a company or lead in the public pool (nobody owns it) is open to everyone who may view
+    # its type: reps look at its history before they claim it
+    in_pool = object_type in ("companies", "leads") and rows[0]["owner_id"] is None
+    if owners is not None and rows[0]["owner_id"] not in owners and not in_pool:
         return None
     return rows[0]
 
@@ -67,20 +72,26 @@ async def require_record(session: TenantSession, field: str, record_id: int) -> 
 
 
 async def resolve_links(session: TenantSession, given: dict[str, int | None]) -> dict[str, int | None]:
-    """The full links of a new entry from those given: each checked (RecordNotFound names the
-    first that fails), plus the company and contact a contact or deal brings (when not given)."""
+    """The full links of a new entry from those given: each checked (RecordNotFound names every
+    one that fails), plus the company and contact a contact or deal brings (when not given)."""
     links: dict[str, int | None] = {f: given.get(f) for f in LINK_FIELDS}
     if not any(links.values()):
         raise InvalidInput({"links": "Link it to at least one record: company_id, contact_id, lead_id or deal_id."})
     carried: dict[str, int] = {}
+    missing: list[str] = []
     for field in LINK_FIELDS:
         record_id = links[field]
         if record_id is None:
             continue
-        record = await require_record(session, field, record_id)
+        record = await load_record(session, field, record_id)
+        if record is None:
+            missing.append(field)
+            continue
         for column in _CARRIED.get(LINK_TYPES[field][0], ()):
             if record.get(column) is not None:
                 carried.setdefault(column, int(record[column]))
+    if missing:
+        raise RecordNotFound(*missing)
     if links["contact_id"] is None and "contact_id" in carried:
         links["contact_id"] = carried["contact_id"]
         if "company_id" not in carried:  # a deal without a company: its contact's company

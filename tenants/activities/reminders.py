@@ -63,8 +63,8 @@ def reminder_text(ws: Workspace, *, title: str, notes: str, due_at: datetime, ta
 
 async def queue_due_reminders(ws: Workspace) -> tuple[list[int], bool]:
     """Queue one batch of due reminders (at most BATCH tasks) and stamp their tasks, in one
-    transaction; returns the outbox ids written, and whether the batch was full (more may be due). Tasks whose assignee is gone or inactive are
-    stamped without an email (there is nobody to remind)."""
+    transaction; returns the outbox ids written, and whether the batch was full (more may be due).
+    Tasks whose assignee is gone or inactive are stamped without an email (nobody to remind)."""
     actor = Actor(kind="job", tenant_id=ws.tenant_id, role="owner", label="job:send_task_reminders")
     async with acting_as(actor) as session:
         session.require("tasks", "view")

@@ -38,6 +38,18 @@ _NULLABLE = ("owner_id",)
 _OWNER = _COLUMNS.index("owner_id") + 1  # its placeholder number in the INSERT
 
 
+def contacts_choice(raw: str | None) -> ContactsChoice:
+    """What a request said about a deleted company's contacts: "unlink", "delete" or nothing
+    (None); ValueError for anything else."""
+    if raw == "unlink":
+        return "unlink"
+    if raw == "delete":
+        return "delete"
+    if raw in (None, ""):
+        return None
+    raise ValueError("contacts must be unlink or delete")
+
+
 def _sql_value(column: str, value: Any) -> Any:
     return json.dumps(value) if column == "custom" else value
 
@@ -144,6 +156,17 @@ async def delete_company(actor: Actor, company_id: int, contacts: ContactsChoice
     "contacts_deleted": n}."""
     async with acting_as(actor) as session:
         return await _delete(session, company_id, contacts)
+
+
+async def deletion_facts(actor: Actor, company_id: int) -> dict[str, Any]:
+    """What deleting a company would touch, for the page that asks: {"company", "contacts" (how
+    many it has), "deals", "orders", "others" (its contacts outside the actor's scope)}."""
+    async with acting_as(actor) as session:
+        session.require(OBJECT, "view")
+        company = visible_row(session, await load_for_change(session, company_id))
+        blocking, linked, others = await _blockers(session, company_id)
+        return {"company": company, "contacts": linked, "deals": blocking.get("deals", 0),
+                "orders": blocking.get("orders", 0), "others": others}
 
 
 async def delete_in(session: TenantSession, company_id: int) -> None:

@@ -129,3 +129,27 @@ async def clean_custom(session: TenantSession, object_type: str, values: dict[st
         return clean_custom_values(definitions, values, partial=existing is not None, current=existing)
     except CustomFieldError as exc:
         raise InvalidFields(dict(exc.errors)) from None
+
+
+async def members_for_select(session: TenantSession, object_type: str) -> list[dict[str, Any]]:
+    """The workspace's active members a record of `object_type` may be given to by this actor (an
+    own or team scope reaches only those people), by name: [{"id", "label"}]."""
+    reachable = session.policy.owner_ids(object_type)
+    rows = await session.tx.execute_query_dict(
+        "SELECT i.id, coalesce(nullif(i.display_name, ''), i.email) AS label FROM public.memberships m"
+        " JOIN public.identities i ON i.id = m.identity_id WHERE m.tenant_id = $1 AND m.is_active"
+        " ORDER BY lower(coalesce(nullif(i.display_name, ''), i.email)), i.id", [session.actor.tenant_id])
+    return [dict(r) for r in rows if reachable is None or r["id"] in reachable]
+
+
+async def form_choices(actor: Actor, object_type: str) -> dict[str, Any]:
+    """What a company or contact form offers, read in one transaction: the fields hidden from the
+    actor ("hidden"), the custom fields ("custom_fields"), the members a record may be given to
+    ("members") and, for contacts, the companies to link ("companies", at most 200 by name)."""
+    async with acting_as(actor) as session:
+        return {
+            "hidden": session.policy.hidden_fields(object_type),
+            "custom_fields": await load_custom_fields(session.tx, object_type),
+            "members": await members_for_select(session, object_type),
+            "companies": await companies_for_select(session) if object_type == "contacts" else [],
+        }

@@ -79,8 +79,10 @@ async def create_in(session: TenantSession, data: ContactIn) -> dict[str, Any]:
     row = rows[0]
     if state != "unknown":
         await record_consent_event(session, row["id"], state, consent["consent_source"], consent["consent_at"])
-    diff = {c: [None, v] for c, v in {**values, **consent, "owner_id": owner_id}.items()
-            if v not in (None, "", "unknown", [], {})}
+    # the values that differ from a new contact's defaults (owner: the actor; stage: lead)
+    given_owner = {"owner_id": owner_id} if "owner_id" in data.model_fields_set else {}
+    diff = {c: [None, v] for c, v in {**values, **consent, **given_owner}.items()
+            if v not in (None, "", "unknown", [], {}) and not (c == "lifecycle_stage" and v == "lead")}
     await session.audit("contact.create", OBJECT, row["id"], diff, subject=(OBJECT, row["id"]))
     return visible_row(session, row)
 

@@ -135,10 +135,12 @@ async def erase_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
         before = await load_for_change(session, contact_id, lock=True)
         rows = await session.tx.execute_query_dict(
             "UPDATE contacts SET name = $2, email = '', phone = '', company_name = '', notes = '',"
+            " title = '', source = '', tags = '{}', custom = '{}',"
             " marketing_consent = 'unknown', consent_source = '', consent_at = NULL, unsubscribed_at = NULL,"
             " erased_at = now(), updated_at = now() WHERE id = $1 RETURNING *",
             [contact_id, ERASED_NAME.format(id=contact_id)])
-        cleared = [f for f in ("name", *FIELDS[1:], *CONSENT_FIELDS) if before.get(f) not in (None, "", "unknown")]
+        cleared = [f for f in ("name", *FIELDS[1:], *CONSENT_FIELDS, "title", "source", "tags", "custom")
+                   if before.get(f) not in (None, "", "unknown", [], {}, "{}")]
         events = await session.tx.execute_query_dict(
             "WITH gone AS (DELETE FROM consent_events WHERE contact_id = $1 RETURNING 1)"
             " SELECT count(*) AS n FROM gone", [contact_id])

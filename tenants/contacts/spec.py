@@ -16,7 +16,7 @@ SPEC = RecordSpec(
         FieldSpec("phone", "Phone", "text"),
         FieldSpec("company_name", "Company", "text"),
         FieldSpec("company_id", "Company record", "ref", permission_field=None),
-        FieldSpec("title", "Title", "text"),
+        FieldSpec("title", "Job title", "text"),
         FieldSpec("lifecycle_stage", "Lifecycle stage", "choice", choices=LIFECYCLE_STAGES),
         FieldSpec("source", "Source", "text"),
         FieldSpec("marketing_consent", "Marketing consent", "choice", choices=("unknown", "granted", "withdrawn")),

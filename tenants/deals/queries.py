@@ -6,6 +6,7 @@ the forecast live in board.py. A deal outside the actor's scope is "not found", 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kith.platform.access.actor import Actor
@@ -36,8 +37,16 @@ def scope_clause(session: TenantSession, params: list[Any], column: str = "deals
     return f"{column} = ANY(${len(params)}::bigint[])"
 
 
+def decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with its custom values as a dict (asyncpg hands jsonb over as text)."""
+    if isinstance(row.get("custom"), str):
+        row["custom"] = json.loads(row["custom"])
+    return row
+
+
 def visible_row(session: TenantSession, row: dict[str, Any]) -> dict[str, Any]:
     """A deal row as the actor may see it: the API's columns, without the hidden fields."""
+    decoded(row)
     hidden = session.policy.hidden_fields(OBJECT)
     out = {k: row[k] for k in OUT_COLUMNS if k in row}
     if "stage" in hidden:
@@ -58,7 +67,7 @@ async def load_for_change(session: TenantSession, deal_id: int, *, lock: bool = 
     rows = await session.tx.execute_query_dict(sql, params)
     if not rows:
         raise DealNotFound()
-    return rows[0]
+    return decoded(rows[0])
 
 
 async def get_deal(actor: Actor, deal_id: int) -> dict[str, Any]:

@@ -160,13 +160,14 @@ class DealPatch(_DealRules):
     tags: list[str] | None = None
     custom: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _not_null(self) -> DealPatch:
-        # these columns have no empty value: null is not a change they can take
-        for name in ("name", "amount", "currency", "pipeline_id", "stage_id"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise PydanticCustomError("not_null", "{field} cannot be null", {"field": name})
-        return self
+    @field_validator("name", "amount", "currency", "pipeline_id", "stage_id", "loss_reason", "notes", "tags",
+                     "custom")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # these columns have no empty value: null is not a change they can take (leave the field out)
+        if value is None:
+            raise PydanticCustomError("not_null", "cannot be null; leave the field out to keep its value")
+        return value
 
 
 class DealOut(BaseModel):

@@ -16,7 +16,7 @@ from kith.platform.access.session import TenantSession, acting_as
 from kith.tenants.companies.errors import InvalidFields
 from kith.tenants.companies.queries import check_owner
 from kith.tenants.leads.errors import LeadInvalid
-from kith.tenants.leads.queries import OBJECT, audit_disclosed, load_for_change, stored_key, visible_row
+from kith.tenants.leads.queries import OBJECT, audit_disclosed, load_owned, stored_key, visible_row
 from kith.tenants.leads.schemas import LeadIn, LeadPatch
 from kith.tenants.leads.spec import SPEC
 from kith.tenants.records.custom import CustomFieldError, clean_custom_values, load_custom_fields
@@ -89,7 +89,7 @@ async def update_in(session: TenantSession, lead_id: int, patch: LeadPatch | Map
     given = {k: v for k, v in patch.model_dump(exclude_unset=True).items() if v is not None or k == "owner_id"}
     session.require(OBJECT, "edit")
     session.require_fields(OBJECT, [f for f in given if f != "owner_id"])
-    before = await load_for_change(session, lead_id, lock=True)
+    before = await load_owned(session, lead_id)
     if "status" in given and before["status"] == "converted" and given["status"] != "converted":
         raise LeadInvalid.of({"status": "This lead was converted; its status stays converted."})
     if "custom" in given:
@@ -126,7 +126,7 @@ async def delete_in(session: TenantSession, lead_id: int) -> None:
     """Delete a lead inside `session`. Its timeline entries and tasks stay (their link becomes empty), and
     the records a conversion made stay too."""
     session.require(OBJECT, "delete")
-    before = await load_for_change(session, lead_id, lock=True)
+    before = await load_owned(session, lead_id)
     await session.tx.execute_query("DELETE FROM leads WHERE id = $1", [lead_id])
     diff = {c: [before[c], None] for c in (*COLUMNS, "owner_id") if before[c] not in (None, "", [], {})}
     await session.audit("lead.delete", OBJECT, lead_id, diff, subject=(OBJECT, lead_id), stored_key=stored_key(before))

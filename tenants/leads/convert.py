@@ -20,7 +20,7 @@ from kith.tenants.activities.events import record_event
 from kith.tenants.companies.errors import InvalidFields
 from kith.tenants.companies.queries import visible_company
 from kith.tenants.leads.errors import LeadAlreadyConverted, LeadInvalid
-from kith.tenants.leads.queries import OBJECT, audit_disclosed, load_for_change, stored_key, visible_row
+from kith.tenants.leads.queries import OBJECT, audit_disclosed, load_owned, stored_key, visible_row
 from kith.tenants.leads.schemas import ConvertIn
 
 # the person fields a contact takes over from its lead
@@ -116,7 +116,7 @@ async def convert_in(session: TenantSession, lead_id: int, data: ConvertIn) -> d
     Raises LeadAlreadyConverted (409) the second time, LeadNotFound outside the actor's scope."""
     session.require("contacts", "create")  # what a conversion makes first and always
     session.require(OBJECT, "edit")
-    lead = await load_for_change(session, lead_id, lock=True)
+    lead = await load_owned(session, lead_id)
     if lead["converted_at"] is not None or lead["status"] == "converted":
         raise LeadAlreadyConverted(lead_id, lead["converted_contact_id"])
     owner = lead["owner_id"] if lead["owner_id"] is not None else session.actor.identity_id

@@ -45,3 +45,13 @@ class LeadAlreadyConverted(LeadError):
         super().__init__(f"Lead {lead_id} was already converted"
                          + (f" (into contact {contact_id})." if contact_id else "."))
         self.contact_id = contact_id
+
+
+class LeadInPool(LeadError):
+    """A change to a lead nobody owns: it is visible to every member, but changed only once claimed."""
+
+    status = 409
+    code = "in_pool"
+
+    def __init__(self) -> None:
+        super().__init__("This lead is in the public pool: claim it before changing it.")

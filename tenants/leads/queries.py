@@ -16,7 +16,7 @@ from typing import Any
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import TenantSession, acting_as
 from kith.tenants.leads.access import LEADS
-from kith.tenants.leads.errors import LeadNotFound
+from kith.tenants.leads.errors import LeadInPool, LeadNotFound
 from kith.tenants.leads.spec import SPEC
 from kith.tenants.records.listing import ListQuery, RecordPage, list_records
 
@@ -94,6 +94,16 @@ async def load_for_change(session: TenantSession, lead_id: int, *, lock: bool = 
     row["custom"] = json_value(row["custom"]) or {}
     row["tags"] = list(row["tags"] or [])
     return row
+
+
+async def load_owned(session: TenantSession, lead_id: int) -> dict[str, Any]:
+    """The lead locked for a change, in the actor's scope: LeadInPool (409) for a pool lead the actor
+    sees but must claim first, LeadNotFound otherwise."""
+    try:
+        return await load_for_change(session, lead_id, lock=True)
+    except LeadNotFound:
+        await load_for_change(session, lead_id, pool=True)  # LeadNotFound again when not even in the pool
+        raise LeadInPool() from None
 
 
 async def read_lead(session: TenantSession, lead_id: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ SPEC = RecordSpec(
         FieldSpec("id", "ID", "number", permission_field=None),
         FieldSpec("name", "Name", "text"),
         FieldSpec("company_name", "Company", "text"),
-        FieldSpec("title", "Title", "text"),
+        FieldSpec("title", "Job title", "text"),
         FieldSpec("email", "Email", "text"),
         FieldSpec("phone", "Phone", "text"),
         FieldSpec("status", "Status", "choice", choices=STATUSES),

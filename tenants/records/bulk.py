@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from tortoise.exceptions import BaseORMException
 
 from kith.platform.access.actor import Actor
@@ -184,7 +184,3 @@ async def bulk_delete(actor: Actor, object_type: str, ids: Sequence[int], confir
         await _reachable(session, kind, unique)
         await _each(kind, unique, lambda record_id: kind.delete_in(session, record_id))
         return BulkResult(object_type, unique)
-
-
-__all__ = ["MAX_IDS", "BulkResult", "ValidationError", "bulk_assign", "bulk_delete", "bulk_update",
-           "validate_changes"]

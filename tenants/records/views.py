@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,9 +20,9 @@ from tortoise.exceptions import IntegrityError
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import TenantSession, acting_as
-from kith.tenants.records.custom import load_custom_fields
-from kith.tenants.records.kinds import record_kind
-from kith.tenants.records.listing import ListError, ListQuery, validate_query
+from kith.tenants.records.custom import OBJECT_TYPES, load_custom_fields
+from kith.tenants.records.kinds import RecordKind, record_kind
+from kith.tenants.records.listing import ListError, ListQuery, RecordPage, query_records, validate_query
 from kith.tenants.records.refusals import RecordsRefusal, invalid
 
 AUDIT_OBJECT = "saved_views"
@@ -121,13 +122,18 @@ def _duplicate(name: str) -> RecordsRefusal:
                           fields={"name": "You already have a view with this name."})
 
 
-async def list_views(actor: Actor, object_type: str) -> list[SavedViewOut]:
-    """The views of a list the actor may use: their own and the shared ones, by name."""
+async def list_views(actor: Actor, object_type: str | None = None) -> list[SavedViewOut]:
+    """The views the actor may use (their own and the shared ones) of one list, or of every list
+    the actor may view when `object_type` is None; by name."""
     async with acting_as(actor) as session:
-        _require_list(session, object_type)
+        if object_type is not None:
+            _require_list(session, object_type)
+            types = [object_type]
+        else:
+            types = [t for t in OBJECT_TYPES if record_kind(t) is not None and session.policy.can(t, "view")]
         rows = await session.tx.execute_query_dict(
-            "SELECT * FROM saved_views WHERE object_type = $1 AND (owner_id = $2 OR shared)"
-            " ORDER BY lower(name), id", [object_type, actor.identity_id])
+            "SELECT * FROM saved_views WHERE object_type = ANY($1::text[]) AND (owner_id = $2 OR shared)"
+            " ORDER BY object_type, lower(name), id", [types, actor.identity_id])
         return [_out(r, actor) for r in rows]
 
 
@@ -210,3 +216,72 @@ async def delete_view(actor: Actor, view_id: int) -> None:
         await session.tx.execute_query("DELETE FROM saved_views WHERE id = $1", [view_id])
         await session.audit("saved_view.delete", AUDIT_OBJECT, view_id, {
             "object_type": [row["object_type"], None], "name": [row["name"], None], "shared": [row["shared"], None]})
+
+
+# --- the list screen: one transaction for a list page -------------------------------------
+
+
+@dataclass
+class Member:
+    identity_id: int
+    email: str
+    name: str
+    active: bool
+
+
+@dataclass
+class ListScreen:
+    """What a list page shows: a page of records, the members (owner names, bulk assign), the
+    saved views of the list and the one opened (if any), in one transaction."""
+
+    kind: RecordKind
+    query: ListQuery
+    page: RecordPage
+    members: list[Member]
+    views: list[SavedViewOut]
+    view: SavedViewOut | None
+    can_edit: bool
+    can_delete: bool
+    can_create: bool
+
+    @property
+    def member_emails(self) -> dict[int, str]:
+        return {m.identity_id: m.email for m in self.members}
+
+
+async def load_members(session: TenantSession) -> list[Member]:
+    """The workspace's members with their emails (one query)."""
+    rows = await session.tx.execute_query_dict(
+        "SELECT m.identity_id, i.email, coalesce(i.display_name, '') AS name, m.is_active"
+        " FROM public.memberships m JOIN public.identities i ON i.id = m.identity_id"
+        " WHERE m.tenant_id = $1 ORDER BY lower(i.email)", [session.actor.tenant_id])
+    return [Member(int(r["identity_id"]), r["email"], r["name"], bool(r["is_active"])) for r in rows]
+
+
+async def open_list(actor: Actor, object_type: str, query: ListQuery, *, view_id: int | None = None) -> ListScreen:
+    """A list page of `object_type` for the actor. With `view_id` (a view the actor may use) the
+    view's filters, sort, search and columns replace the query's (its cursor and limit stay).
+    Raises ListError for a query the engine refuses and RecordsRefusal(404) for an unknown view."""
+    kind = record_kind(object_type)
+    if kind is None:
+        raise RecordsRefusal(404, "not_found", f"There is no list of '{object_type}'.")
+    async with acting_as(actor) as session:
+        session.require(object_type, "view")
+        view = None
+        if view_id is not None:
+            row = await _visible(session, view_id)
+            if row["object_type"] != object_type:
+                raise RecordsRefusal(404, "not_found", "There is no such saved view.")
+            view = _out(row, actor)
+            opened = list_query_of(view.definition, limit=query.limit)
+            opened.cursor = query.cursor
+            query = opened
+        page = await query_records(session, kind.spec, query, with_custom_fields=True)
+        rows = await session.tx.execute_query_dict(
+            "SELECT * FROM saved_views WHERE object_type = $1 AND (owner_id = $2 OR shared)"
+            " ORDER BY lower(name), id", [object_type, actor.identity_id])
+        policy = session.policy
+        return ListScreen(kind=kind, query=query, page=page, members=await load_members(session),
+                          views=[_out(r, actor) for r in rows], view=view,
+                          can_edit=policy.can(object_type, "edit"), can_delete=policy.can(object_type, "delete"),
+                          can_create=policy.can(object_type, "create"))

@@ -18,6 +18,8 @@ from kith.tenants.sales.errors import NotFound
 OBJECT = "orders"
 MAX_PAGE = 100
 STATUSES = ("draft", "confirmed", "fulfilled", "cancelled")
+MONEY = ("subtotal", "discount_total", "total")
+LINE_MONEY = ("unit_price", "line_total")
 # what the lists select: the order and its company's name
 _SELECT = "SELECT o.*, c.name AS company_name FROM orders o LEFT JOIN companies c ON c.id = o.company_id"
 
@@ -61,6 +63,9 @@ def visible_order(session: TenantSession, row: dict[str, Any]) -> dict[str, Any]
     out = session.visible(OBJECT, row)
     if "name" in session.policy.hidden_fields("companies"):
         out.pop("company_name", None)
+    if "total" in session.policy.hidden_fields(OBJECT):  # the total's parts would reveal it
+        for name in MONEY:
+            out.pop(name, None)
     return out
 
 
@@ -142,10 +147,37 @@ async def get_order_in(session: TenantSession, order_id: int) -> dict[str, Any]:
     """One order with its lines, inside an existing session."""
     session.require(OBJECT, "view")
     row = visible_order(session, await load_order(session, order_id))
-    return {**row, "lines": await order_lines(session, order_id)}
+    lines = await order_lines(session, order_id)
+    if "total" in session.policy.hidden_fields(OBJECT):
+        lines = [{k: v for k, v in line.items() if k not in LINE_MONEY} for line in lines]
+    return {**row, "lines": lines}
 
 
 async def get_order(actor: Actor, order_id: int) -> dict[str, Any]:
     """One order with its lines, as the actor may see it."""
     async with acting_as(actor) as session:
         return await get_order_in(session, order_id)
+
+
+LINK_TABLES = (("company_id", "companies"), ("contact_id", "contacts"), ("deal_id", "deals"))
+
+
+async def link_choices(
+    actor: Actor, selected: dict[str, int | None], *, limit: int = 200
+) -> dict[str, list[dict[str, Any]]]:
+    """For the order form: the newest companies, contacts and deals the actor may see (up to `limit`
+    each), plus the ones already `selected` if visible; an empty list where the role may not view them."""
+    choices: dict[str, list[dict[str, Any]]] = {}
+    async with acting_as(actor) as session:
+        for field, table in LINK_TABLES:
+            if not session.policy.can(table, "view") or "name" in session.policy.hidden_fields(table):
+                choices[field] = []
+                continue
+            params: list[Any] = [limit, selected.get(field)]
+            scope = scope_clause(session, table, f"{table}.owner_id", params)
+            rows = await session.tx.execute_query_dict(
+                f"(SELECT id, name FROM {table}" + (f" WHERE {scope}" if scope else "")  # noqa: S608 - fixed names
+                + f" ORDER BY id DESC LIMIT $1) UNION (SELECT id, name FROM {table} WHERE id = $2::bigint"
+                + (f" AND {scope}" if scope else "") + ") ORDER BY name, id", params)
+            choices[field] = rows
+    return choices

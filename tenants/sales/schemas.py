@@ -144,11 +144,12 @@ class OrderLineOut(BaseModel):
     id: int
     position: int
     product_id: int | None
+    product_sku: str | None = None
     description: str
     quantity: Decimal
-    unit_price: Decimal
+    unit_price: Decimal | None = None
     discount_percent: Decimal
-    line_total: Decimal
+    line_total: Decimal | None = None
 
 
 class OrderOut(BaseModel):
@@ -165,8 +166,8 @@ class OrderOut(BaseModel):
     status: OrderStatus | None = None
     currency: str
     order_date: date
-    subtotal: Decimal
-    discount_total: Decimal
+    subtotal: Decimal | None = None
+    discount_total: Decimal | None = None
     total: Decimal | None = None
     notes: str | None = None
     created_at: datetime

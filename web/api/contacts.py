@@ -5,9 +5,14 @@ permission checks happen there, below the web layer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 from starlette.requests import Request
 
+from kith.tenants.companies import overview
+from kith.tenants.companies.errors import InvalidFields
+from kith.tenants.companies.schemas import ContactOverview
 from kith.tenants.contacts import actions, queries
 from kith.tenants.contacts.schemas import ContactIn, ContactOut, ContactPage, ContactPatch, phone_context
 from kith.web.api.registry import QueryParam, endpoint
@@ -63,7 +68,10 @@ async def list_contacts(request: Request, body: None) -> BaseModel:
 @endpoint("POST", "/contacts", summary="Create a contact", permission=("contacts", "create"), body=ContactIn,
           response=ContactOut, status=201, errors=(400, 401, 403, 422), context=_phone_region)
 async def create_contact(request: Request, body: ContactIn) -> BaseModel:
-    return ContactOut(**await actions.create_contact(actor_of(request), body))
+    try:
+        return ContactOut(**await actions.create_contact(actor_of(request), body))
+    except InvalidFields as exc:
+        raise ApiError(422, "invalid_input", "Some fields are not valid.", fields=exc.fields) from None
 
 
 @endpoint("GET", "/contacts/{contact_id}", summary="Get one contact", permission=("contacts", "view"),
@@ -83,6 +91,8 @@ async def update_contact(request: Request, body: ContactPatch) -> BaseModel:
         return ContactOut(**await actions.update_contact(actor_of(request), _contact_id(request), body))
     except queries.ContactNotFound:
         raise _not_found() from None
+    except InvalidFields as exc:
+        raise ApiError(422, "invalid_input", "Some fields are not valid.", fields=exc.fields) from None
     except ValueError as exc:
         raise ApiError(422, "invalid_input", str(exc), fields={"name": "This field cannot be empty."}) from None
 
@@ -94,6 +104,17 @@ async def delete_contact(request: Request, body: None) -> None:
         await actions.delete_contact(actor_of(request), _contact_id(request))
     except queries.ContactNotFound:
         raise _not_found() from None
+
+
+@endpoint("GET", "/contacts/{contact_id}/overview",
+          summary="A contact's 360 view: its company, deals, orders, open tasks and timeline",
+          permission=("contacts", "view"), response=ContactOverview, errors=(401, 403, 404))
+async def contact_overview(request: Request, body: None) -> BaseModel:
+    try:
+        found: dict[str, Any] = await overview.contact_overview(actor_of(request), _contact_id(request))
+    except queries.ContactNotFound:
+        raise _not_found() from None
+    return ContactOverview(**{k: v for k, v in found.items() if v is not None})
 
 
 class Me(BaseModel):

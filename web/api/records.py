@@ -83,11 +83,9 @@ async def delete_custom_field(request: Request, body: None) -> None:
 
 @endpoint("GET", "/views", summary="List the saved views of a list: your own and the shared ones",
           tag="saved views", permission=None, response=SavedViewList, errors=(401, 403, 422),
-          query=(QueryParam("object_type", "companies, contacts, leads or deals.", required=True),))
+          query=(QueryParam("object_type", "companies, contacts, leads or deals; all you may view when absent."),))
 async def list_views(request: Request, body: None) -> BaseModel:
-    object_type = request.query_params.get("object_type", "")
-    if not object_type:
-        raise ApiError(422, "invalid_input", "object_type is required.", fields={"object_type": "Required."})
+    object_type = request.query_params.get("object_type") or None
     return SavedViewList(items=await _run(views.list_views(actor_of(request), object_type)))
 
 
