@@ -5,6 +5,7 @@
 #   make lint   ruff
 #   make bench  tenant provisioning / migration benchmark
 #   make bench-audit  audit log benchmark (append cost, update overhead, verify of 1M entries)
+#   make bench-crm    CRM benchmark: 1M contacts by COPY, then list/search/360/board over HTTP
 #   make clean  remove caches and build output (keeps .venv and the dev data in .kith)
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: dev test lint bench bench-audit clean install system-deps
+.PHONY: dev test lint bench bench-audit bench-crm clean install system-deps
 
 dev: $(INSTALLED)
 	$(BIN)/kith dev --port $(PORT)
@@ -30,6 +31,9 @@ bench: $(INSTALLED)
 
 bench-audit: $(INSTALLED)
 	$(BIN)/kith audit bench
+
+bench-crm: $(INSTALLED)
+	$(BIN)/kith crm-bench run
 
 install: $(INSTALLED)
 

@@ -101,6 +101,8 @@ def test_top_level_folders_are_not_packages(folder: str) -> None:
         ["tokens"],
         ["tokens", "create"],
         ["bench"],
+        ["crm-bench"],
+        ["crm-bench", "measure"],
     ],
     ids=lambda args: " ".join(args) or "kith",
 )

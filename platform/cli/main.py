@@ -200,6 +200,10 @@ Exit status: 0 when everything is current, 1 when a tenant failed (named in the 
     from kith.platform.cli.ops import add_ops_parser  # argparse only: cheap to import
 
     add_ops_parser(commands)
+
+    from kith.platform.cli.crm_bench import add_crm_bench_parser  # argparse only: cheap to import
+
+    add_crm_bench_parser(commands)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Reading contacts: search and keyset pagination, through the actor's permissions.
+"""Reading contacts through the actor's permissions (lists go through the list engine:
+kith.tenants.records.listing with tenants/contacts/spec.py).
 
 Every read goes through `acting_as(actor)`: the role must grant 'contacts: view', only
 records in the role's scope (own, team, all) are found, and fields hidden from the
@@ -10,14 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import TenantSession, acting_as
 from kith.tenants.contacts.access import CONTACTS
 
-MAX_PAGE = 100
 OBJECT = "contacts"
 FIELDS = ("name", "email", "phone", "company_name", "notes")
 # Marketing consent: one registered field ("marketing_consent") for the role rules; hiding it
@@ -25,34 +24,10 @@ FIELDS = ("name", "email", "phone", "company_name", "notes")
 CONSENT_FIELDS = ("marketing_consent", "consent_source", "consent_at", "unsubscribed_at")
 # The CRM fields of tenant migration 0007 (company link, person fields, tags, custom fields)
 CRM_FIELDS = ("company_id", "title", "lifecycle_stage", "source", "tags", "custom", "last_activity_at")
-SEARCHED = ("name", "email", "phone", "company_name")
-# The expression of contacts_search_idx (tenant migration 0001): used when every searched
-# field is visible, so the trigram index serves the search.
-INDEXED_SEARCH = "(name || ' ' || email || ' ' || phone || ' ' || company_name)"
 
 
 class ContactNotFound(LookupError):
     """No such contact in this workspace, or not one the actor may see (the same answer)."""
-
-
-@dataclass
-class Page:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-    hidden: frozenset[str]
-
-
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def parse_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    if not cursor.isdigit():
-        raise ValueError("cursor must be the next_cursor value of a previous page")
-    return int(cursor)
 
 
 def _scope_clause(session: TenantSession, params: list[Any]) -> str | None:
@@ -89,41 +64,6 @@ async def audit_disclosed(
     fields = [f for f in CONTACTS.sensitive if f not in skip and any(row.get(f) for row in rows)]
     ids = [row["id"] for row in rows if any(row.get(f) for f in fields)]
     await session.audit_read(OBJECT, ids, fields, listing=listing)
-
-
-async def list_contacts(actor: Actor, *, q: str = "", limit: int = 25, cursor: str | None = None) -> Page:
-    """Newest first; `q` matches any part of the visible searchable fields (Chinese too)."""
-    limit = max(1, min(limit, MAX_PAGE))
-    before = parse_cursor(cursor)
-    async with acting_as(actor) as session:
-        session.require(OBJECT, "view")
-        hidden = session.policy.hidden_fields(OBJECT)
-        where: list[str] = []
-        params: list[Any] = []
-        scope = _scope_clause(session, params)
-        if scope:
-            where.append(scope)
-        if q.strip():
-            params.append(_like_pattern(q.strip()))
-            searched = [f for f in SEARCHED if f not in hidden]
-            if len(searched) == len(SEARCHED):
-                where.append(f"{INDEXED_SEARCH} ILIKE ${len(params)}")
-            else:  # a hidden field must not be matched, or search would reveal it
-                where.append("(" + " OR ".join(f"{f} ILIKE ${len(params)}" for f in searched) + ")")
-        if before is not None:
-            params.append(before)
-            where.append(f"id < ${len(params)}")
-        params.append(limit + 1)
-        sql = (
-            "SELECT * FROM contacts"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + f" ORDER BY id DESC LIMIT ${len(params)}"
-        )
-        rows = await session.tx.execute_query_dict(sql, params)
-        items = [visible_row(session, row) for row in rows[:limit]]
-        await audit_disclosed(session, items, listing=True)
-    next_cursor = str(items[-1]["id"]) if len(rows) > limit else None
-    return Page(items=items, next_cursor=next_cursor, hidden=hidden)
 
 
 async def load_for_change(session: TenantSession, contact_id: int, *, lock: bool = False) -> dict[str, Any]:

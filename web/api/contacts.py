@@ -15,6 +15,8 @@ from kith.tenants.companies.errors import InvalidFields
 from kith.tenants.companies.schemas import ContactOverview
 from kith.tenants.contacts import actions, queries
 from kith.tenants.contacts.schemas import ContactIn, ContactOut, ContactPage, ContactPatch, phone_context
+from kith.tenants.contacts.spec import SPEC
+from kith.tenants.records.listing import ListError, list_records, parse_list_query
 from kith.web.api.registry import QueryParam, endpoint
 from kith.web.edge import actor_of
 from kith.web.errors import ApiError
@@ -24,14 +26,6 @@ def _contact_id(request: Request) -> int:
     raw = request.path_params["contact_id"]
     if not str(raw).isdigit():
         raise ApiError(404, "not_found", "There is no such contact.")
-    return int(raw)
-
-
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "25")
-    if not raw.isdigit() or not 1 <= int(raw) <= queries.MAX_PAGE:
-        raise ApiError(422, "invalid_input", f"limit must be a whole number from 1 to {queries.MAX_PAGE}.",
-                       fields={"limit": f"Must be 1 to {queries.MAX_PAGE}."})
     return int(raw)
 
 
@@ -45,23 +39,22 @@ def _not_found() -> ApiError:
 
 
 @endpoint(
-    "GET", "/contacts", summary="List contacts, newest first, with search and keyset pagination",
+    "GET", "/contacts", summary="List contacts with filters, sort, search and keyset pagination",
     permission=("contacts", "view"), response=ContactPage, errors=(401, 403, 422),
     query=(
         QueryParam("q", "Text to find in name, email, phone or company (any script)."),
+        QueryParam("f", "A filter field:operator:value, repeatable (e.g. lifecycle_stage:eq:customer, "
+                        "tags:has:vip, owner_id:eq:me, custom.tier:eq:gold)."),
+        QueryParam("sort", "A field to sort on, - for descending (default -id: newest first)."),
         QueryParam("limit", "Page size, 1-100 (default 25).", "integer"),
         QueryParam("cursor", "next_cursor of the previous page."),
     ),
 )
 async def list_contacts(request: Request, body: None) -> BaseModel:
-    limit = _limit(request)
     try:
-        page = await queries.list_contacts(
-            actor_of(request), q=request.query_params.get("q", ""), limit=limit,
-            cursor=request.query_params.get("cursor"),
-        )
-    except ValueError as exc:
-        raise ApiError(422, "invalid_input", str(exc), fields={"cursor": str(exc)}) from None
+        page = await list_records(actor_of(request), SPEC, parse_list_query(request.query_params))
+    except ListError as exc:
+        raise ApiError(422, "invalid_input", exc.message, fields={exc.field: exc.message}) from None
     return ContactPage(items=[ContactOut(**item) for item in page.items], next_cursor=page.next_cursor)
 
 
