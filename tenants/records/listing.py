@@ -29,6 +29,7 @@ from kith.platform.access.rules import object_type as registered_type
 from kith.platform.access.session import TenantSession, acting_as
 from kith.tenants.records.custom import CustomField, load_custom_fields
 from kith.tenants.records.spec import OPERATORS, FieldSpec, Kind, RecordSpec
+from kith.tenants.search.text import short_search_clause
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 25
@@ -375,10 +376,14 @@ async def query_records(
         _guard(session, spec, f, hidden)
         conditions.append(_condition(f, op, value, session, p))
     if query.q:
-        pattern = p.add(like_pattern(query.q))
         searched = [spec.field(n) for n in spec.searched]
         visible = [s for s in searched if s is not None and s.guarded_by() not in hidden]
-        if len(visible) == len(spec.searched):
+        # a query too short for trigrams goes through the short-query indexes (see search/text.py)
+        short = short_search_clause(spec.table, query.q, tuple(s.name for s in visible), p.add)
+        pattern = p.add(like_pattern(query.q)) if short is None else ""
+        if short is not None:
+            conditions.append(f"({short})")
+        elif len(visible) == len(spec.searched):
             conditions.append(f"({spec.search} ILIKE {pattern})")
         elif visible:  # a hidden field must not be matched, or search would reveal it
             conditions.append("(" + " OR ".join(f"{s.expression(spec.table)} ILIKE {pattern}" for s in visible) + ")")

@@ -9,6 +9,8 @@ which index can serve the query (trigrams need 3 characters, see search.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 MAX_QUERY = 200
 # a query of digits and the characters people type between them is a phone number
@@ -59,3 +61,41 @@ def phone_suffix_pattern(digits: str) -> str:
     if len(digits) >= 7:
         digits = digits.lstrip("0") or digits
     return digits[::-1] + "%"
+
+
+# the per-table indexes of short queries (tenant migration 0009): the bigram GIN expression and the
+# fields it covers; every table also has a prefix btree on lower(name) COLLATE "C"
+SHORT_INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "contacts": ("kith_bigrams(contacts.name || ' ' || contacts.company_name)", ("name", "company_name")),
+    "leads": ("kith_bigrams(leads.name || ' ' || leads.company_name)", ("name", "company_name")),
+    "companies": ("kith_bigrams(companies.name)", ("name",)),
+    "deals": ("kith_bigrams(deals.name)", ("name",)),
+}
+
+
+def short_search_clause(table: str, q: str, visible: tuple[str, ...], add: Callable[[Any], str]) -> str | None:
+    """An index-served condition for a list query `q` too short for trigrams, or None (use ILIKE).
+
+    - 1 character: names starting with it (the prefix btree), when the name is visible;
+    - 2 characters with one beyond ASCII (张伟, 北京): the bigram GIN index over the fields it covers
+      (name, and company_name for contacts and leads). Emails, phone numbers and domains are not
+      searched for them: phone numbers hold no such characters and emails and domains are ASCII in
+      practice (an internationalized address is the rare exception this gives up).
+    A plain ASCII pair ("li") may be part of any email or domain, so it keeps the full ILIKE.
+    `visible` are the searched fields the actor may see; `add(value)` returns a parameter's $n."""
+    known = SHORT_INDEXES.get(table)
+    if known is None or len(q) >= 3:
+        return None
+    expression, covered = known
+    if len(q) == 1:
+        if "name" not in visible:
+            return None
+        return f"lower({table}.name) COLLATE \"C\" LIKE lower({add(prefix_pattern(q))})"
+    if q.isascii():
+        return None
+    fields = [f for f in covered if f in visible]
+    if not fields:
+        return "false"
+    pattern = add(contains_pattern(q))
+    checks = " OR ".join(f"{table}.{f} ILIKE {pattern}" for f in fields)
+    return f"({expression} @> ARRAY[lower({add(q)})] AND ({checks}))"
