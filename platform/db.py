@@ -63,6 +63,28 @@ class KithConnection(asyncpg.Connection):  # type: ignore[misc]
         # what the door into the tenant handed over for the current transaction (entry_facts)
         self.kith_entry: asyncpg.Record | None = None
 
+    def get_reset_query(self) -> str:
+        """Nothing to send when the pool takes the connection back (asyncpg's default is
+        `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`, one more round
+        trip per transaction, which the pool's release awaits).
+
+        No session state outlives a transaction on a pooled connection, so there is nothing to
+        reset (tests/test_request_cost.py checks it):
+        - the tenant's search_path, synchronous_commit, plan_cache_mode and lock settings are
+          all SET LOCAL / set_config(..., true), which end with the transaction;
+        - every advisory lock taken on a pooled connection is transaction-level
+          (pg_advisory_xact_lock*: the tenant door, the audit chain, order numbers, pool claims,
+          retention); the migration runner's session-level lock is on its own raw connection
+          (connect_raw), as are the benchmarks' session SETs;
+        - nothing LISTENs, and cursors (audit verify) are portals of their transaction;
+        - an open transaction is still rolled back on release: asyncpg does that whatever this
+          returns.
+        Behind PgBouncer in transaction mode the query would not even reach the same server
+        connection, so it never protected anything there. Whoever adds session state to pooled
+        connections (a plain SET, LISTEN, a session advisory lock) must reset it themselves.
+        """
+        return ""
+
 
 def connect_kwargs(url: str) -> dict[str, Any]:
     """Split a postgresql:// URL (unix socket via ?host=/dir allowed) into asyncpg arguments."""
@@ -202,6 +224,15 @@ async def platform_tx(within: TransactionalDBClient | None = None) -> AsyncItera
         return
     async with in_transaction("default") as tx:
         yield tx
+
+
+async def fetchrow_alone(sql: str, *args: Any) -> asyncpg.Record | None:
+    """The first row of one statement run on its own: outside a transaction it is autocommit
+    (its own implicit transaction, also behind PgBouncer's transaction pooling), so a lookup
+    costs one round trip instead of BEGIN, SELECT, COMMIT. Inside a transaction (tenant scope
+    included) it runs in that transaction; name tables with their schema (public.x)."""
+    async with get_connection("default").acquire_connection() as conn:
+        return await conn.fetchrow(sql, *args)
 
 
 async def connect_raw(url: str | None = None) -> asyncpg.Connection:

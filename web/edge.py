@@ -144,7 +144,11 @@ class EdgeMiddleware:
         session = None
         member: Membership | None = None
         impersonation: ActiveImpersonation | None = None
-        if slug is not None or raw_session:
+        if slug is not None and not raw_session and not raw_impersonation:
+            # the workspace alone (an API path, or a page without a cookie): one statement on its
+            # own, no BEGIN/COMMIT around it
+            tenant = await Tenant.filter(slug=slug).first()
+        elif slug is not None or raw_session:
             async with platform_tx() as tx:  # the edge's lookups share one transaction
                 if slug is not None:
                     tenant = await Tenant.filter(slug=slug).using_db(tx).first()

@@ -107,19 +107,23 @@ class TenantSession:
         shown = [f for f in declared.sensitive if f in wanted and f not in hidden]
         if not shown:
             return None
-        if not self._async_commit and not self._changed:
-            # A read entry makes a read-only transaction write; waiting for its WAL flush
-            # would add a disk sync to every list page. Commit asynchronously instead: a crash
-            # may lose the last fraction of a second of read entries (whole transactions, so
-            # the chain stays intact), never a change, because audit() turns it back on.
-            await self.tx.execute_query("SET LOCAL synchronous_commit = off")
-            self._async_commit = True
+        # A read entry makes a read-only transaction write; waiting for its WAL flush would add
+        # a disk sync to every list page. Commit asynchronously instead: a crash may lose the
+        # last fraction of a second of read entries (whole transactions, so the chain stays
+        # intact), never a change, because audit() turns it back on. The setting travels in the
+        # append's own statement (set_config(..., is_local => true)): no round trip of its own.
         if listing:
-            return await self.audit(f"{object_type}.read_sensitive", object_type, None,
-                                    {"ids": list(ids), "fields": shown})
-        if len(ids) != 1:
+            object_id: str | int | None = None
+            diff: dict[str, Any] = {"ids": list(ids), "fields": shown}
+        elif len(ids) != 1:
             raise ValueError("a single read names exactly one record; pass listing=True for a page")
-        return await self.audit(f"{object_type}.read_sensitive", object_type, ids[0], {"fields": shown})
+        else:
+            object_id, diff = ids[0], {"fields": shown}
+        async_commit = not self._async_commit and not self._changed
+        if async_commit:
+            self._async_commit = True  # before the call: once sent, a later change must turn it back on
+        return await append_entry(self.tx, self.actor, action=f"{object_type}.read_sensitive",
+                                  object_type=object_type, object_id=object_id, diff=diff, async_commit=async_commit)
 
 
 @asynccontextmanager

@@ -209,6 +209,7 @@ async def append_entry(
     diff: dict[str, Any] | None = None,
     subject: Subject | None = None,
     stored_key: tuple[str, str] | None = None,
+    async_commit: bool = False,
 ) -> int:
     """Append one entry to the tenant's audit log inside `tx`; returns its seq.
 
@@ -223,12 +224,15 @@ async def append_entry(
     so erasing the person later destroys the values and leaves the chain intact.
     `stored_key` is that subject's (key_id, wrapped_key) when the caller already read it with
     the subject's row in this transaction: it saves the round trip for the key.
+    `async_commit` also turns synchronous commit off for the transaction (`SET LOCAL
+    synchronous_commit = off`), in the same statement as the append: for read entries only
+    (see TenantSession.audit_read), never for a transaction that records a change.
     """
     conn = raw_connection(tx)
     tenant_id = int(actor.tenant_id)
     if subject is None or not diff:
         fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id, diff=diff)
-        seq = await _append_v2(conn, tenant_id, fields)
+        seq = await _append_v2(conn, tenant_id, fields, async_commit=async_commit)
         assert seq is not None
         return seq
     remembered = (tenant_id, str(subject[0]), str(subject[1]))
@@ -240,14 +244,15 @@ async def append_entry(
         _subject_keys.move_to_end(remembered)
         fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id,
                                 diff=encrypt_diff(diff, key))
-        seq = await _append_v2(conn, tenant_id, fields, key_check=(remembered[1], remembered[2], key.key_id))
+        seq = await _append_v2(conn, tenant_id, fields, key_check=(remembered[1], remembered[2], key.key_id),
+                               async_commit=async_commit)
         if seq is not None:
             return seq
         _subject_keys.pop(remembered, None)  # erased meanwhile: a new key, as for a new subject
     key = await subject_key(conn, tenant_id, subject)
     fields = EntryFields.of(actor, action=action, object_type=object_type, object_id=object_id,
                             diff=encrypt_diff(diff, key))
-    seq = await _append_v2(conn, tenant_id, fields)
+    seq = await _append_v2(conn, tenant_id, fields, async_commit=async_commit)
     assert seq is not None
     _remember_subject_key(remembered, key)
     return seq
@@ -262,10 +267,16 @@ _APPEND = (
     "SELECT outcome, last_seq, last_hash FROM audit_append("
     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
 )
+# The same, also setting synchronous_commit off for the rest of the transaction (is_local => true,
+# so it ends with it): a read entry's transaction then commits without waiting for the WAL flush,
+# and it costs no round trip of its own.
+_APPEND_ASYNC_COMMIT = _APPEND.replace(
+    "SELECT outcome, last_seq, last_hash FROM",
+    "SELECT outcome, last_seq, last_hash, set_config('synchronous_commit', 'off', true) FROM", 1)
 
 
 async def _append_v2(conn: asyncpg.Connection, tenant_id: int, fields: EntryFields,
-                     key_check: tuple[str, str, str] | None = None) -> int | None:
+                     key_check: tuple[str, str, str] | None = None, *, async_commit: bool = False) -> int | None:
     """Append a format-2 entry; None (nothing written) when `key_check`'s subject key is gone."""
     key = audit_key()
     key_id = key_id_for(key)
@@ -285,7 +296,8 @@ async def _append_v2(conn: asyncpg.Connection, tenant_id: int, fields: EntryFiel
         ]
         digest = entry_mac(key, tenant_id, entry, fmt=2)
         answer = await conn.fetchrow(
-            _APPEND, tenant_id, head[0], head[1], *check, at, fields.actor_kind, fields.actor_id, fields.token_id,
+            _APPEND_ASYNC_COMMIT if async_commit else _APPEND, tenant_id, head[0], head[1], *check, at,
+            fields.actor_kind, fields.actor_id, fields.token_id,
             fields.actor_label, fields.ip, fields.user_agent, fields.request_id, fields.object_type,
             fields.object_id, fields.action, diff_text, digest, key_id,
         )

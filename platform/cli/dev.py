@@ -27,8 +27,17 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
+# The edge middleware already logs every request as one structured line (with its request id,
+# tenant and duration), so uvicorn's own access log would only print each request a second
+# time, at a cost per request. uvloop and httptools (uvicorn[standard]) are picked by uvicorn's
+# "auto" loop and HTTP settings whenever they are installed.
+ACCESS_LOG = False
+
+
 def _uvicorn_argv(host: str, port: int, workers: int) -> list[str]:
     argv = [sys.executable, "-m", "uvicorn", APP_FACTORY, "--factory", "--host", host, "--port", str(port)]
+    if not ACCESS_LOG:
+        argv.append("--no-access-log")
     if workers > 1:
         argv += ["--workers", str(workers)]
     return argv
@@ -150,7 +159,8 @@ def run_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         # Production shape: uvicorn in this process (PID 1 in a container gets the signals).
-        uvicorn.run(APP_FACTORY, factory=True, host=args.host, port=args.port, workers=args.workers)
+        uvicorn.run(APP_FACTORY, factory=True, host=args.host, port=args.port, workers=args.workers,
+                    access_log=ACCESS_LOG)
         return 0
     return run_stack(host=args.host, port=args.port, workers=args.workers, seed=False,
                      always_migrate=False, always_worker=False, what="kith serve")

@@ -9,12 +9,16 @@ inside the tenant's scope).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from tortoise.models import Model
 
 from kith.platform.access.actor import Actor
 from kith.platform.audit.log import append_entry
-from kith.platform.db import TenantUnavailable, platform_tx, tenant_scope
+from kith.platform.db import TenantUnavailable, fetchrow_alone, platform_tx, tenant_scope
 from kith.platform.identity.events import ClientInfo
 from kith.platform.identity.models import ApiToken, Identity, Membership
 from kith.platform.identity.sessions import token_hash
@@ -22,6 +26,7 @@ from kith.platform.tenancy.models import Tenant
 
 TOKEN_PREFIX = "kith_"  # noqa: S105 - a public marker, not a secret
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
+M = TypeVar("M", bound=Model)
 
 
 class TokenError(ValueError):
@@ -70,8 +75,54 @@ async def create_api_token(
     return token, raw
 
 
+def _columns(alias: str, model: type[Model]) -> list[str]:
+    return [f'{alias}.{c} AS "{alias}.{c}"' for c in sorted(model._meta.db_fields)]
+
+
+_AUTH_SQL: str | None = None
+
+
+def _auth_sql() -> str:
+    """The one statement that authenticates a token (built once the ORM knows its models' columns).
+
+    It finds the live token (not revoked) with its workspace, person and *active* membership,
+    and in the same statement records the use when the last one is older than a minute. The
+    UPDATE's condition is re-checked on the row's newest version when requests race (READ
+    COMMITTED), so of concurrent first requests of a minute only one records the use; `_used`
+    says whether this one did. The workspace's status is not filtered here: the edge tells a
+    suspended (403) from a deleted workspace (404), as before.
+    """
+    global _AUTH_SQL
+    if _AUTH_SQL is None:
+        selected = ", ".join(_columns("t", ApiToken) + _columns("n", Tenant) + _columns("i", Identity)
+                             + _columns("m", Membership))
+        _AUTH_SQL = (
+            f"WITH found AS (SELECT {selected} FROM public.api_tokens t"  # noqa: S608 - names from the models
+            " JOIN public.tenants n ON n.id = t.tenant_id"
+            " JOIN public.identities i ON i.id = t.identity_id"
+            " JOIN public.memberships m ON m.tenant_id = t.tenant_id AND m.identity_id = t.identity_id"
+            "  AND m.is_active"
+            " WHERE t.token_hash = $1 AND t.revoked_at IS NULL LIMIT 1),"
+            " used AS (UPDATE public.api_tokens u SET last_used_at = $2 FROM found"
+            "  WHERE u.id = found.\"t.id\""
+            "  AND (u.last_used_at IS NULL OR u.last_used_at < $2::timestamptz - $3::interval)"
+            "  RETURNING u.id)"
+            " SELECT found.*, EXISTS (SELECT 1 FROM used) AS _used FROM found"
+        )
+    return _AUTH_SQL
+
+
+def _model(model: type[M], alias: str, row: Mapping[str, Any]) -> M:
+    prefix = f"{alias}."
+    return model._init_from_db(**{c: row[prefix + c] for c in model._meta.db_fields})
+
+
 async def authenticate_token(raw: str, client: ClientInfo | None = None) -> TokenAuth | None:
     """The token's tenant and person, if the token is live and the membership active.
+
+    One statement on its own (autocommit; behind PgBouncer's transaction pooling a single
+    statement is its own transaction): no BEGIN/COMMIT, nothing cached, so a revoked token or
+    a deactivated membership is refused from the next request on.
 
     Use is audited ("token.use") at most once per token per minute, alongside last_used_at:
     an entry per request would double every API call's cost and bury the log, while a
@@ -79,28 +130,19 @@ async def authenticate_token(raw: str, client: ClientInfo | None = None) -> Toke
     """
     if not raw.startswith(TOKEN_PREFIX):
         return None
-    first_use_this_minute = False
-    async with platform_tx() as tx:
-        token = await ApiToken.filter(token_hash=token_hash(raw), revoked_at=None).using_db(tx).select_related(
-            "tenant", "identity"
-        ).first()
-        if token is None:
-            return None
-        member = await Membership.filter(
-            tenant_id=token.tenant_id, identity_id=token.identity_id, is_active=True
-        ).using_db(tx).first()
-        if member is None:
-            return None
-        now = datetime.now(UTC)
-        if token.last_used_at is None or now - token.last_used_at > _LAST_USED_GRANULARITY:
-            # conditional, so of concurrent first requests only one records the use
-            first_use_this_minute = bool(await ApiToken.filter(
-                id=token.id, last_used_at=token.last_used_at
-            ).using_db(tx).update(last_used_at=now))
-            token.last_used_at = now
-    if first_use_this_minute:
+    now = datetime.now(UTC)
+    row = await fetchrow_alone(_auth_sql(), token_hash(raw), now, _LAST_USED_GRANULARITY)
+    if row is None:
+        return None
+    token = _model(ApiToken, "t", row)
+    tenant = _model(Tenant, "n", row)
+    identity = _model(Identity, "i", row)
+    member = _model(Membership, "m", row)
+    token.tenant, token.identity = tenant, identity
+    if row["_used"]:
+        token.last_used_at = now
         await _audit_use(token, member, client or ClientInfo())
-    return TokenAuth(token=token, tenant=token.tenant, identity=token.identity, membership=member)
+    return TokenAuth(token=token, tenant=tenant, identity=identity, membership=member)
 
 
 async def _audit_use(token: ApiToken, member: Membership, client: ClientInfo) -> None:

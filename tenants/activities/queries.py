@@ -95,12 +95,16 @@ async def timeline(
     deal_id: int | None = None,
     limit: int = 50,
     before: str | None = None,
+    record_checked: bool = False,
 ) -> list[dict[str, Any]]:
     """A record's timeline, newest first by (occurred_at, id): at most `limit` entries older than
     the cursor `before` (the `cursor` of the last entry of the previous page).
 
     Exactly one link argument names the record (ValueError otherwise, or for a bad cursor). The
-    actor must be able to view that record (RecordNotFound otherwise). Each entry carries kind,
+    actor must be able to view that record (RecordNotFound otherwise); `record_checked` says the
+    caller has just read that record in this transaction through the actor's scope of its type
+    (e.g. its load_for_change, as the 360 pages do), which is at least as strict as
+    `load_record`, so it is not read again. Each entry carries kind,
     subject, body, occurred_at, duration_minutes, event (dict or None), author_email, links
     ({field: id}), cursor, and editable / deletable for the actor.
     """
@@ -110,7 +114,7 @@ async def timeline(
     after = decode_cursor(before) if before else None
     object_type, _ = LINK_TYPES[field]
     session.require(object_type, "view")
-    if await load_record(session, field, record_id) is None:
+    if not record_checked and await load_record(session, field, record_id) is None:
         raise RecordNotFound(field)
     params: list[Any] = [record_id]
     where = [f"a.{field} = $1"]
