@@ -326,13 +326,20 @@ def validate_query(spec: RecordSpec, query: ListQuery, custom: Sequence[CustomFi
         _resolve(spec, column, custom)
 
 
-def present_row(session: TenantSession, spec: RecordSpec, row: dict[str, Any]) -> dict[str, Any]:
-    """A row as the actor may see it: hidden fields (and display fields guarded by them) dropped."""
+def present_rows(session: TenantSession, spec: RecordSpec, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as the actor may see them: hidden fields (and display fields guarded by them) dropped."""
     hidden = session.policy.hidden_fields(spec.object_type)
     if spec.present is not None:
-        row = spec.present(session, row)
-    guarded = {f.name for f in spec.fields if f.guarded_by() in hidden}
-    return {k: v for k, v in session.visible(spec.object_type, row).items() if k not in guarded}
+        rows = [spec.present(session, row) for row in rows]
+    if not hidden:  # the common case: nothing to drop, and this runs for every row of every page
+        return list(rows)
+    dropped = hidden | {f.name for f in spec.fields if f.guarded_by() in hidden}
+    return [{k: v for k, v in row.items() if k not in dropped} for row in rows]
+
+
+def present_row(session: TenantSession, spec: RecordSpec, row: dict[str, Any]) -> dict[str, Any]:
+    """One row as the actor may see it (see present_rows)."""
+    return present_rows(session, spec, [row])[0]
 
 
 async def audit_sensitive_reads(session: TenantSession, object_type: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -407,7 +414,7 @@ async def query_records(
     sql = (f"{spec.select_sql} {spec.from_sql}" + (" WHERE " + " AND ".join(conditions) if conditions else "")
            + f" ORDER BY {order} LIMIT {p.add(limit + 1)}")
     rows = await session.tx.execute_query_dict(sql, p.values)
-    items = [present_row(session, spec, row) for row in rows[:limit]]
+    items = present_rows(session, spec, rows[:limit])
     await audit_sensitive_reads(session, spec.object_type, items)
     next_cursor = None
     if len(rows) > limit:
