@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kith.web.errors import ApiError, validation_fields
@@ -109,8 +109,10 @@ def _wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             return result
         if result is None:
             return Response(status_code=ep.status)
-        # exclude_unset: a field left out on purpose (hidden from the caller's role) stays absent
-        return JSONResponse(result.model_dump(mode="json", exclude_unset=True), status_code=ep.status)
+        # exclude_unset: a field left out on purpose (hidden from the caller's role) stays absent;
+        # pydantic-core writes the JSON itself (no dict in between, no stdlib json encoder)
+        return Response(result.model_dump_json(exclude_unset=True), status_code=ep.status,
+                        media_type="application/json")
 
     run.__name__ = ep.operation_id
     return run
