@@ -9,7 +9,7 @@ from typing import Any
 from kith.platform.db import tenant_scope
 
 from .conftest import Workspace
-from .factories import PASSWORD, add_member
+from .factories import PASSWORD, add_member, owner_token
 from .web_helpers import client, csrf_from, form_post, login
 
 STAR = "北京星辰科技有限公司"
@@ -101,3 +101,29 @@ async def test_company_pages_follow_the_role(workspace: Workspace, other_workspa
         denied = await form_post(c, f"/t/{workspace.slug}/companies/{theirs}/edit", {"name": "Renamed"})
         assert denied.status_code == 403
     assert (await _sql(workspace, "SELECT name FROM companies WHERE id = $1", theirs))[0]["name"] == "Owner's"
+
+
+async def test_360_pages_show_custom_fields_by_label_in_order(workspace: Workspace) -> None:
+    async with client(headers=await owner_token(workspace)) as api:
+        for body in ({"object_type": "companies", "label": "Sales region", "kind": "text", "key": "region"},
+                     {"object_type": "companies", "label": "Key account", "kind": "boolean", "key": "key_account"},
+                     {"object_type": "companies", "label": "Channels", "kind": "multi_select", "key": "channels",
+                      "options": ["Web", "Partner", "Direct"]},
+                     {"object_type": "contacts", "label": "Preferred language", "kind": "text", "key": "lang"}):
+            made = await api.post("/api/v1/custom-fields", json=body)
+            assert made.status_code == 201, made.text
+        company = await api.post("/api/v1/companies", json={
+            "name": STAR, "custom": {"channels": ["Direct", "Web"], "region": "华北", "key_account": True}})
+        assert company.status_code == 201, company.text
+        contact = await api.post("/api/v1/contacts", json={"name": "李娜", "custom": {"lang": "中文"}})
+        assert contact.status_code == 201, contact.text
+    async with client() as c:
+        await login(c, workspace.email, workspace.password)
+        page = (await c.get(f"/t/{workspace.slug}/companies/{company.json()['id']}")).text
+        assert '<dt>Sales region</dt><dd data-custom="region">华北</dd>' in page
+        assert '<dt>Key account</dt><dd data-custom="key_account">Yes</dd>' in page
+        assert '<dt>Channels</dt><dd data-custom="channels">Web, Direct</dd>' in page
+        assert "<dt>region</dt>" not in page and "<dt>key_account</dt>" not in page
+        assert page.index("Sales region") < page.index("Key account") < page.index("Channels")
+        person = (await c.get(f"/t/{workspace.slug}/contacts/{contact.json()['id']}")).text
+        assert '<dt>Preferred language</dt><dd data-custom="lang">中文</dd>' in person and "<dt>lang</dt>" not in person

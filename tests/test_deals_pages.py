@@ -4,6 +4,7 @@ settings page; a sales member sees only their deals and a read-only member canno
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -216,3 +217,83 @@ async def test_every_deal_form_refuses_a_post_without_csrf(workspace: Workspace)
         rows = await tx.execute_query_dict("SELECT name, stage_id FROM deals")
         assert [(r["name"], r["stage_id"]) for r in rows] == [("Keep", deal["stage_id"])]
         assert len(await tx.execute_query_dict("SELECT 1 FROM pipelines")) == 1
+
+
+async def test_deal_form_offers_company_and_contact_selects_and_custom_fields(workspace: Workspace) -> None:
+    async with client(headers=await owner_token(workspace)) as api:
+        company = (await api.post("/api/v1/companies", json={"name": "云图科技"})).json()
+        other = (await api.post("/api/v1/companies", json={"name": "Acme"})).json()
+        outside = await api.post("/api/v1/contacts", json={"name": "Zed Outside", "company_id": other["id"]})
+        assert outside.status_code == 201, outside.text
+        person = (await api.post("/api/v1/contacts", json={"name": "张伟", "company_id": company["id"]})).json()
+        for body in ({"object_type": "deals", "label": "Budget owner", "kind": "text", "key": "budget_owner"},
+                     {"object_type": "deals", "label": "Tier", "kind": "select", "options": ["Gold", "Silver"],
+                      "key": "tier", "required": True},
+                     {"object_type": "deals", "label": "Renewal", "kind": "boolean", "key": "renewal"}):
+            made = await api.post("/api/v1/custom-fields", json=body)
+            assert made.status_code == 201, made.text
+    base = f"/t/{workspace.slug}"
+    async with client() as c:
+        await _sign_in(c, workspace.email, workspace.password)
+        form = await c.get(f"{base}/deals/new?company_id={other['id']}")
+        assert form.status_code == 200
+        assert '<select name="company_id">' in form.text and '<select name="contact_id">' in form.text
+        assert f'<option value="{other["id"]}" selected>Acme</option>' in form.text
+        assert f'<option value="{company["id"]}">云图科技</option>' in form.text
+        # the preselected company's contacts come first
+        contacts = form.text.split('<select name="contact_id">')[1].split("</select>")[0]
+        assert contacts.index("Zed Outside") < contacts.index("张伟")
+        assert 'name="custom.budget_owner"' in form.text and 'name="custom.tier"' in form.text
+        # a required custom field left empty: its own message, the rest kept
+        missing = await form_post(c, f"{base}/deals/new", {"name": "ERP", "amount": "10", "currency": "USD",
+                                                          "company_id": str(company["id"]),
+                                                          "contact_id": str(person["id"]),
+                                                          "custom.budget_owner": "王经理"})
+        assert missing.status_code == 422 and 'data-field="custom.tier"' in missing.text
+        assert 'value="王经理"' in missing.text
+        made = await form_post(c, f"{base}/deals/new", {"name": "ERP", "amount": "10", "currency": "USD",
+                                                       "company_id": str(company["id"]),
+                                                       "contact_id": str(person["id"]),
+                                                       "custom.budget_owner": "王经理", "custom.tier": "Gold",
+                                                       "custom.renewal": "true"})
+        assert made.status_code == 303, made.text[:500]
+        deal_url = made.headers["location"].split("?")[0]
+        async with tenant_scope(workspace.tenant_id) as tx:
+            row = (await tx.execute_query_dict("SELECT company_id, contact_id, custom::text AS custom FROM deals"))[0]
+        assert (row["company_id"], row["contact_id"]) == (company["id"], person["id"])
+        assert json.loads(row["custom"]) == {"budget_owner": "王经理", "tier": "Gold", "renewal": True}
+        # the edit form shows the stored links and values; a change is stored, a bad option refused
+        edit = await c.get(f"{deal_url}/edit")
+        assert f'<option value="{company["id"]}" selected>云图科技</option>' in edit.text
+        assert f'<option value="{person["id"]}" selected>张伟</option>' in edit.text
+        assert '<option value="Gold" selected>Gold</option>' in edit.text
+        fields = {"name": "ERP", "amount": "10", "currency": "USD", "company_id": str(company["id"]),
+                  "contact_id": str(person["id"]), "custom.budget_owner": "王经理", "custom.renewal": "false"}
+        bad = await form_post(c, f"{deal_url}/edit", {**fields, "custom.tier": "Platinum"})
+        assert bad.status_code == 422 and 'data-field="custom.tier"' in bad.text
+        done = await form_post(c, f"{deal_url}/edit", {**fields, "custom.tier": "Silver"})
+        assert done.status_code == 303, done.text[:500]
+        async with tenant_scope(workspace.tenant_id) as tx:
+            row = (await tx.execute_query_dict("SELECT custom::text AS custom FROM deals"))[0]
+        assert json.loads(row["custom"]) == {"budget_owner": "王经理", "tier": "Silver", "renewal": False}
+
+
+async def test_deal_form_selects_follow_the_role(workspace: Workspace, other_workspace: Workspace) -> None:
+    sales = await add_member(workspace, "sales")
+    async with client(headers=await owner_token(workspace)) as api:
+        hidden = (await api.post("/api/v1/companies", json={"name": "Owner Only Co"})).json()
+        await api.post("/api/v1/contacts", json={"name": "Owner Only Person"})
+    async with client(headers=await owner_token(other_workspace)) as api:
+        await api.post("/api/v1/companies", json={"name": "Foreign Co"})
+    async with client(headers=sales.headers) as api:
+        await api.post("/api/v1/companies", json={"name": "Rep Co", "owner_id": sales.identity_id})
+        await api.post("/api/v1/contacts", json={"name": "Rep Person", "owner_id": sales.identity_id})
+    async with client() as c:
+        await _sign_in(c, sales.email, sales.password)
+        form = await c.get(f"/t/{workspace.slug}/deals/new")
+        assert "Rep Co" in form.text and "Rep Person" in form.text
+        for text in ("Owner Only Co", "Owner Only Person", "Foreign Co"):
+            assert text not in form.text, text
+        # an id out of reach given in the address shows as a number, never its name
+        reach = await c.get(f"/t/{workspace.slug}/deals/new?company_id={hidden['id']}")
+        assert "Owner Only Co" not in reach.text and f'>#{hidden["id"]}</option>' in reach.text

@@ -41,3 +41,18 @@ async def test_each_tenant_sees_only_its_rows_under_concurrency(db: object) -> N
     for ws in spaces:
         async with tenant_scope(ws.tenant_id):
             assert await Contact.all().count() == 10
+
+
+async def test_tenant_tables_add_no_foreign_keys_to_public_tables(workspace: Workspace) -> None:
+    """Deleting one public row must not lock every tenant's tables: foreign keys from each tenant
+    schema to public.identities made one identity's deletion run out of shared memory (locks) at
+    a few hundred tenants. People are referenced by id and the actions check membership; only the
+    three keys of tenant migrations 0001 and 0002 remain (dropping them would lock
+    public.identities exclusively in every provisioning)."""
+    async with tenant_scope(workspace.tenant_id) as tx:
+        rows = await tx.execute_query_dict(
+            "SELECT conname FROM pg_constraint"
+            " WHERE contype = 'f' AND connamespace = current_schema()::regnamespace"
+            " AND confrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)")
+    assert sorted(r["conname"] for r in rows) == [
+        "contacts_created_by_id_fkey", "contacts_owner_id_fkey", "team_members_identity_id_fkey"]

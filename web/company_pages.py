@@ -119,7 +119,7 @@ async def company_page(request: Request) -> Response:
     if company_id is None:
         return render(request, "error.html", NO_SUCH_COMPANY, status=404)
     try:
-        found = await overview.company_overview(actor_of(request), company_id)
+        found = await overview.company_overview(actor_of(request), company_id, custom_fields=True)
     except CompanyNotFound:
         return render(request, "error.html", NO_SUCH_COMPANY, status=404)
     return render(request, "companies/detail.html",

@@ -92,7 +92,7 @@ async def contact_page(request: Request) -> Response:
     if contact_id is None:
         return render(request, "error.html", NO_SUCH_CONTACT, status=404)
     try:
-        found = await overview.contact_overview(actor_of(request), contact_id)
+        found = await overview.contact_overview(actor_of(request), contact_id, custom_fields=True)
     except queries.ContactNotFound:
         return render(request, "error.html", NO_SUCH_CONTACT, status=404)
     return render(request, "contacts/detail.html", {**found, "record": {"type": "contacts", "id": contact_id}})

@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kith.platform.access.session import acting_as
+from kith.platform.access.session import TenantSession, acting_as
 from kith.tenants.activities.queries import timeline
+from kith.tenants.companies.queries import SELECT_LIMIT, companies_for_select, scope_clause
 from kith.tenants.deals import actions, board, pipelines, queries
 from kith.tenants.deals.errors import DealError
 from kith.tenants.deals.schemas import (
@@ -31,13 +32,16 @@ from kith.tenants.deals.schemas import (
     StagePatch,
     currency_context,
 )
+from kith.tenants.records.custom import CustomField, load_custom_fields
 from kith.web.api.deals import workspace_today
+from kith.web.company_pages import shared_values
 from kith.web.edge import actor_of
 from kith.web.errors import title_for, validation_fields
 from kith.web.forms import form_str, read_form, render
 
 T = TypeVar("T")
 Model = TypeVar("Model", bound=BaseModel)
+OBJECT = "deals"
 FORM_FIELDS = ("name", "amount", "currency", "expected_close", "probability", "stage_id", "company_id",
                "contact_id", "owner_id", "loss_reason", "notes", "tags")
 # empty means "none" for these (a cleared date, no override, no company)
@@ -176,10 +180,70 @@ def _validate(request: Request, model: type[Model], data: dict[str, Any]) -> Mod
     return model.model_validate(data, context=currency_context(request.state.caller.tenant.default_currency))
 
 
+def _as_id(value: Any) -> int | None:
+    text = str(value if value is not None else "").strip()
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
+async def _linked(session: TenantSession, table: str, record_id: int, fallback: str) -> dict[str, Any]:
+    """The record a deal links to as a select option: its name when the actor may see it, else `fallback`."""
+    params: list[Any] = [record_id]
+    scope = scope_clause(session, table, "owner_id", params)
+    rows = await session.tx.execute_query_dict(
+        f"SELECT id, name FROM {table} WHERE id = $1" + (f" AND {scope}" if scope else ""), params)  # noqa: S608
+    return dict(rows[0]) if rows else {"id": record_id, "name": fallback}
+
+
+async def _contacts_for_select(session: TenantSession, company_id: int | None) -> list[dict[str, Any]]:
+    """The newest contacts the actor may see (at most SELECT_LIMIT); those of `company_id` first."""
+    params: list[Any] = [company_id]
+    scope = scope_clause(session, "contacts", "owner_id", params)
+    params.append(SELECT_LIMIT)
+    rows = await session.tx.execute_query_dict(
+        "SELECT id, name FROM contacts" + (f" WHERE {scope}" if scope else "")
+        + " ORDER BY coalesce(company_id = $1::bigint, false) DESC, created_at DESC, id DESC"
+        + f" LIMIT ${len(params)}", params)
+    return [dict(r) for r in rows]
+
+
+def _may_list(session: TenantSession, object_type: str) -> bool:
+    return session.policy.can(object_type, "view") and "name" not in session.policy.hidden_fields(object_type)
+
+
+async def _link_choices(request: Request, deal: dict[str, Any] | None, values: dict[str, Any]) -> dict[str, Any]:
+    """In one transaction: the companies and contacts the form's selects offer (None when the role may
+    not list them: the form then asks for the id), the chosen ones always among them, and the deals'
+    custom fields."""
+    company_id, contact_id = _as_id(values.get("company_id")), _as_id(values.get("contact_id"))
+    async with acting_as(actor_of(request)) as session:
+        companies: list[dict[str, Any]] | None = None
+        if _may_list(session, "companies"):
+            companies = await companies_for_select(session)
+            if company_id is not None and all(c["id"] != company_id for c in companies):
+                known = deal.get("company_name") if deal and deal.get("company_id") == company_id else None
+                companies.append(await _linked(session, "companies", company_id, known or f"#{company_id}"))
+        contacts: list[dict[str, Any]] | None = None
+        if _may_list(session, "contacts"):
+            contacts = await _contacts_for_select(session, company_id)
+            if contact_id is not None and all(c["id"] != contact_id for c in contacts):
+                contacts.append(await _linked(session, "contacts", contact_id, f"#{contact_id}"))
+        custom_fields = await load_custom_fields(session.tx, OBJECT)
+    return {"companies": companies, "contacts": contacts, "custom_fields": custom_fields}
+
+
 async def _form_context(request: Request, deal: dict[str, Any] | None, values: dict[str, Any],
                         errors: dict[str, str]) -> dict[str, Any]:
     choices = await queries.form_choices(actor_of(request))
-    return {"deal": deal, "values": values, "errors": errors, **choices}
+    links = await _link_choices(request, deal, values)
+    values.setdefault("custom", {})
+    return {"deal": deal, "values": values, "errors": errors, "object_type": OBJECT, **choices, **links}
+
+
+def _custom_input(form: FormData, hidden: frozenset[str], custom_fields: list[CustomField]) -> dict[str, Any] | None:
+    """The posted custom field values ("custom.<key>" inputs), or None when there are none to send."""
+    if "custom" in hidden or not custom_fields:
+        return None
+    return dict(shared_values(form, hidden, custom_fields).get("custom", {}))
 
 
 async def _save(request: Request, deal: dict[str, Any] | None, form: FormData) -> Response:
@@ -191,14 +255,19 @@ async def _save(request: Request, deal: dict[str, Any] | None, form: FormData) -
     shown = {k: v for k, v in values.items()
              if ("stage" if k == "stage_id" else k) not in hidden}  # a hidden field is neither shown nor sent
     locale = request.state.caller.tenant.locale
+    async with acting_as(actor) as session:
+        custom_fields = await load_custom_fields(session.tx, OBJECT)
+    custom = _custom_input(form, hidden, custom_fields)
     errors: dict[str, str] = {}
     status = 422
     try:
+        data = _to_input(shown, patch=deal is not None)
+        if custom is not None:
+            data["custom"] = custom
         if deal is None:
-            saved = await actions.create_deal(actor, _validate(request, DealIn, _to_input(shown, patch=False)))
+            saved = await actions.create_deal(actor, _validate(request, DealIn, data))
         else:
-            patch = _validate(request, DealPatch, _to_input(shown, patch=True))
-            saved = await actions.update_deal(actor, deal["id"], patch)
+            saved = await actions.update_deal(actor, deal["id"], _validate(request, DealPatch, data))
     except ValidationError as exc:
         errors = validation_fields(exc, locale)
     except DealError as exc:
@@ -206,7 +275,7 @@ async def _save(request: Request, deal: dict[str, Any] | None, form: FormData) -
             return _error(request, 404, exc.message)
         errors, status = exc.fields or {"name": exc.message}, exc.status
     if errors:
-        context = await _form_context(request, deal, values, errors)
+        context = await _form_context(request, deal, {**values, "custom": custom or {}}, errors)
         return render(request, "deals/form.html", context, status=status)
     flag = "created" if deal is None else "updated"
     return RedirectResponse(f"{_base(request)}/deals/{saved['id']}?{flag}=1", status_code=303)
@@ -230,6 +299,7 @@ async def deal_edit(request: Request) -> Response:
         return await _save(request, deal, form)
     values = {k: ("" if deal.get(k) is None else deal.get(k)) for k in FORM_FIELDS}
     values["tags"] = ", ".join(deal.get("tags") or [])
+    values["custom"] = deal.get("custom") or {}
     return render(request, "deals/form.html", await _form_context(request, deal, values, {}))
 
 

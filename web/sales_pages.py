@@ -150,23 +150,28 @@ async def product_active(request: Request) -> Response:
     return RedirectResponse(f"{_base(request)}/products?{'activated' if active else 'deactivated'}=1", status_code=303)
 
 
-async def product_delete(request: Request) -> Response:
+async def _confirm_delete(request: Request, what: str, load: Any, delete: Any, path: str) -> Response:
+    """A deletion behind a confirmation page (sales/<what>_delete.html); a refusal (409) shows there."""
     actor = actor_of(request)
     try:
-        product = await products.get_product(actor, _path_id(request, "product_id"))
+        record = await load(actor, _path_id(request, f"{what}_id"))
     except NotFound as exc:
         return _not_found(request, exc)
+    template = f"sales/{what}_delete.html"
     if request.method == "GET":
-        return render(request, "sales/product_delete.html", {"product": product, "error": None})
+        return render(request, template, {what: record, "error": None})
     await read_form(request)
     try:
-        await products.delete_product(actor, product["id"])
+        await delete(actor, record["id"])
     except Conflict as exc:
-        return render(request, "sales/product_delete.html", {"product": product, "error": _t(request, exc.message)},
-                      status=409)
+        return render(request, template, {what: record, "error": _t(request, exc.message)}, status=409)
     except NotFound:
         pass  # deleted meanwhile: the outcome the person asked for
-    return RedirectResponse(f"{_base(request)}/products?deleted=1", status_code=303)
+    return RedirectResponse(f"{_base(request)}/{path}?deleted=1", status_code=303)
+
+
+async def product_delete(request: Request) -> Response:
+    return await _confirm_delete(request, "product", products.get_product, products.delete_product, "products")
 
 
 # ---- orders ----------------------------------------------------------------------------------
@@ -306,22 +311,7 @@ async def order_status(request: Request) -> Response:
 
 
 async def order_delete(request: Request) -> Response:
-    actor = actor_of(request)
-    try:
-        order = await queries.get_order(actor, _path_id(request, "order_id"))
-    except NotFound as exc:
-        return _not_found(request, exc)
-    if request.method == "GET":
-        return render(request, "sales/order_delete.html", {"order": order, "error": None})
-    await read_form(request)
-    try:
-        await orders.delete_order(actor, order["id"])
-    except Conflict as exc:
-        return render(request, "sales/order_delete.html", {"order": order, "error": _t(request, exc.message)},
-                      status=409)
-    except NotFound:
-        pass
-    return RedirectResponse(f"{_base(request)}/orders?deleted=1", status_code=303)
+    return await _confirm_delete(request, "order", queries.get_order, orders.delete_order, "orders")
 
 
 # ---- sales targets ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from kith.platform.access.session import TenantSession, acting_as
 from kith.tenants.activities.queries import timeline
 from kith.tenants.companies import queries as companies
 from kith.tenants.contacts import queries as contacts
+from kith.tenants.records.custom import load_custom_fields
 
 SECTION_LIMIT = 20
 TIMELINE_LIMIT = 50
@@ -163,8 +164,10 @@ def _owner(row: dict[str, Any]) -> set[int]:
     return {int(row["owner_id"])} if row.get("owner_id") is not None else set()
 
 
-async def company_overview(actor: Actor, company_id: int, *, limit: int = SECTION_LIMIT) -> dict[str, Any]:
-    """A company's 360 view: {"company", "contacts", "deals", "orders", "tasks", "timeline", "people"};
+async def company_overview(actor: Actor, company_id: int, *, limit: int = SECTION_LIMIT,
+                           custom_fields: bool = False) -> dict[str, Any]:
+    """A company's 360 view: {"company", "contacts", "deals", "orders", "tasks", "timeline", "people"}
+    (and the companies' "custom_fields" definitions when asked for, for the page);
     a section the role may not view is None. CompanyNotFound outside the actor's reach."""
     async with acting_as(actor) as session:
         session.require(companies.OBJECT, "view")
@@ -186,13 +189,17 @@ async def company_overview(actor: Actor, company_id: int, *, limit: int = SECTIO
         }
         result["people"] = _people(labels, company, people_section, result["deals"], result["orders"],
                                    result["tasks"])
+        if custom_fields:
+            result["custom_fields"] = await load_custom_fields(session.tx, companies.OBJECT)
         if people_section is not None:  # last: the read entry takes the tenant's audit lock
             await contacts.audit_disclosed(session, people_section["items"], listing=True)
         return result
 
 
-async def contact_overview(actor: Actor, contact_id: int, *, limit: int = SECTION_LIMIT) -> dict[str, Any]:
-    """A contact's 360 view: {"contact", "company", "deals", "orders", "tasks", "timeline", "people"};
+async def contact_overview(actor: Actor, contact_id: int, *, limit: int = SECTION_LIMIT,
+                           custom_fields: bool = False) -> dict[str, Any]:
+    """A contact's 360 view: {"contact", "company", "deals", "orders", "tasks", "timeline", "people"}
+    (and the contacts' "custom_fields" definitions when asked for, for the page);
     "company" is None without a company or when the actor may not see it. ContactNotFound outside
     the actor's reach."""
     async with acting_as(actor) as session:
@@ -217,5 +224,7 @@ async def contact_overview(actor: Actor, contact_id: int, *, limit: int = SECTIO
             "timeline": await timeline(session, contact_id=contact_id, limit=TIMELINE_LIMIT, record_checked=True),
         }
         result["people"] = _people(labels, contact, company, result["deals"], result["orders"], result["tasks"])
+        if custom_fields:
+            result["custom_fields"] = await load_custom_fields(session.tx, contacts.OBJECT)
         await contacts.audit_disclosed(session, [contact], listing=False)
         return result

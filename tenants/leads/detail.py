@@ -13,6 +13,7 @@ from kith.tenants.activities.queries import timeline
 from kith.tenants.companies.queries import companies_for_select
 from kith.tenants.leads.queries import OBJECT, member_names, read_lead
 from kith.tenants.pool.claims import POOL_TYPES, holding
+from kith.tenants.records.custom import load_custom_fields
 
 
 async def _converted(session: TenantSession, lead: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
@@ -67,6 +68,7 @@ async def lead_page(actor: Actor, lead_id: int) -> dict[str, Any]:
                 and (lead["owner_id"] == actor.identity_id or owners is None),
             },
             "pool": {"held": held, "limit": limit},
+            "custom_fields": await load_custom_fields(session.tx, OBJECT),
             "role_name": policy.role.name,
             "role_edits": policy.can(OBJECT, "edit"),
         }

@@ -7,6 +7,12 @@
 -- person owns has owner_id (NULL = nobody: for companies and leads that is the pool).
 -- tags are text[] with a GIN index; custom fields live in `custom` jsonb, keyed by the
 -- field's key in custom_fields, with a GIN index for equality filters.
+-- People (owner_id, created_by_id, assignee_id, ...) are public.identities ids WITHOUT a foreign
+-- key: a key from every tenant schema to one public table makes deleting an identity lock every
+-- referencing table of every tenant in one transaction (out of shared memory at a few hundred
+-- tenants). The actions check that a person named is an active member. (The keys of 0001 and
+-- 0002 stay: dropping them would take an exclusive lock on public.identities in every
+-- provisioning; account deletion, when it comes, clears a person's references tenant by tenant.)
 
 -- Custom fields, defined by tenant admins per object type. Values live in each record's
 -- `custom` jsonb column (see kith.tenants.records.custom for the validation of each kind).
@@ -32,7 +38,7 @@ CREATE TABLE saved_views (
     id           bigserial PRIMARY KEY,
     object_type  text NOT NULL,
     name         text NOT NULL CHECK (length(name) BETWEEN 1 AND 80),
-    owner_id     bigint REFERENCES public.identities (id) ON DELETE CASCADE,
+    owner_id     bigint,
     shared       boolean NOT NULL DEFAULT false,
     definition   jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at   timestamptz NOT NULL DEFAULT now(),
@@ -63,14 +69,14 @@ CREATE TABLE companies (
     city              text NOT NULL DEFAULT '' CHECK (length(city) <= 100),
     country           text NOT NULL DEFAULT '' CHECK (country = '' OR country ~ '^[A-Z]{2}$'),
     notes             text NOT NULL DEFAULT '',
-    owner_id          bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    owner_id          bigint,
     tags              text[] NOT NULL DEFAULT '{}',
     custom            jsonb NOT NULL DEFAULT '{}'::jsonb,
     -- the public pool: owner_id IS NULL; pooled_at says since when (NULL for never owned)
     pooled_at         timestamptz,
     claimed_at        timestamptz,
     last_activity_at  timestamptz,
-    created_by_id     bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    created_by_id     bigint,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
@@ -113,7 +119,7 @@ CREATE TABLE leads (
         'new', 'contacted', 'qualified', 'unqualified', 'converted')),
     source                text NOT NULL DEFAULT '' CHECK (length(source) <= 100),
     notes                 text NOT NULL DEFAULT '',
-    owner_id              bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    owner_id              bigint,
     tags                  text[] NOT NULL DEFAULT '{}',
     custom                jsonb NOT NULL DEFAULT '{}'::jsonb,
     pooled_at             timestamptz,
@@ -123,7 +129,7 @@ CREATE TABLE leads (
     converted_contact_id  bigint REFERENCES contacts (id) ON DELETE SET NULL,
     converted_company_id  bigint REFERENCES companies (id) ON DELETE SET NULL,
     converted_deal_id     bigint,  -- references deals, added below
-    created_by_id         bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    created_by_id         bigint,
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now()
 );
@@ -173,14 +179,14 @@ CREATE TABLE deals (
     stage_id          bigint NOT NULL REFERENCES stages (id) ON DELETE RESTRICT,
     company_id        bigint REFERENCES companies (id) ON DELETE RESTRICT,
     contact_id        bigint REFERENCES contacts (id) ON DELETE SET NULL,
-    owner_id          bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    owner_id          bigint,
     loss_reason       text NOT NULL DEFAULT '' CHECK (length(loss_reason) <= 500),
     closed_at         timestamptz,
     notes             text NOT NULL DEFAULT '',
     tags              text[] NOT NULL DEFAULT '{}',
     custom            jsonb NOT NULL DEFAULT '{}'::jsonb,
     last_activity_at  timestamptz,
-    created_by_id     bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    created_by_id     bigint,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
@@ -202,7 +208,7 @@ CREATE TABLE deal_stage_changes (
     deal_id        bigint NOT NULL REFERENCES deals (id) ON DELETE CASCADE,
     from_stage_id  bigint REFERENCES stages (id) ON DELETE SET NULL,
     to_stage_id    bigint REFERENCES stages (id) ON DELETE SET NULL,
-    changed_by_id  bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    changed_by_id  bigint,
     changed_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX deal_stage_changes_deal_idx ON deal_stage_changes (deal_id, changed_at);
@@ -224,7 +230,7 @@ CREATE TABLE activities (
     contact_id        bigint REFERENCES contacts (id) ON DELETE SET NULL,
     lead_id           bigint REFERENCES leads (id) ON DELETE SET NULL,
     deal_id           bigint REFERENCES deals (id) ON DELETE SET NULL,
-    created_by_id     bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    created_by_id     bigint,
     created_at        timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX activities_company_idx ON activities (company_id, occurred_at DESC, id DESC) WHERE company_id IS NOT NULL;
@@ -238,14 +244,14 @@ CREATE TABLE tasks (
     notes           text NOT NULL DEFAULT '' CHECK (length(notes) <= 5000),
     due_at          timestamptz,
     status          text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done', 'cancelled')),
-    assignee_id     bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    assignee_id     bigint,
     company_id      bigint REFERENCES companies (id) ON DELETE SET NULL,
     contact_id      bigint REFERENCES contacts (id) ON DELETE SET NULL,
     lead_id         bigint REFERENCES leads (id) ON DELETE SET NULL,
     deal_id         bigint REFERENCES deals (id) ON DELETE SET NULL,
     reminded_at     timestamptz,
     completed_at    timestamptz,
-    created_by_id   bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    created_by_id   bigint,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -279,7 +285,7 @@ CREATE TABLE orders (
     company_id      bigint REFERENCES companies (id) ON DELETE RESTRICT,
     contact_id      bigint REFERENCES contacts (id) ON DELETE SET NULL,
     deal_id         bigint REFERENCES deals (id) ON DELETE SET NULL,
-    owner_id        bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    owner_id        bigint,
     status          text NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'confirmed', 'fulfilled', 'cancelled')),
     currency        text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
     order_date      date NOT NULL DEFAULT CURRENT_DATE,
@@ -287,7 +293,7 @@ CREATE TABLE orders (
     discount_total  numeric(18, 2) NOT NULL DEFAULT 0,
     total           numeric(18, 2) NOT NULL DEFAULT 0,
     notes           text NOT NULL DEFAULT '' CHECK (length(notes) <= 5000),
-    created_by_id   bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    created_by_id   bigint,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -313,7 +319,7 @@ CREATE INDEX order_lines_order_idx ON order_lines (order_id, position);
 -- measured on won deals or on confirmed and fulfilled orders.
 CREATE TABLE sales_targets (
     id            bigserial PRIMARY KEY,
-    identity_id   bigint REFERENCES public.identities (id) ON DELETE CASCADE,
+    identity_id   bigint,
     team_id       bigint REFERENCES teams (id) ON DELETE CASCADE,
     period_kind   text NOT NULL CHECK (period_kind IN ('month', 'quarter')),
     period_start  date NOT NULL,
@@ -336,7 +342,7 @@ CREATE TABLE record_merges (
     merged_id      bigint NOT NULL,
     merged_values  jsonb NOT NULL,
     moved          jsonb NOT NULL DEFAULT '{}'::jsonb,
-    merged_by_id   bigint REFERENCES public.identities (id) ON DELETE SET NULL,
+    merged_by_id   bigint,
     merged_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX record_merges_kept_idx ON record_merges (object_type, kept_id);

@@ -19,8 +19,8 @@ CREATE TABLE deal_totals (
 );
 
 -- The functions keep this schema's search_path (FROM CURRENT: the migration runs in the tenant's
--- schema): a change made from outside the scope, such as an identity's deletion setting
--- deals.owner_id to NULL through the foreign key, still finds this schema's deal_totals.
+-- schema): a change made from outside the scope (a cascade through a foreign key, a maintenance
+-- script with another search_path) still finds this schema's deal_totals.
 -- Rows are applied in key order, so two transactions changing the same totals lock them in the
 -- same order and never deadlock on them.
 CREATE FUNCTION deal_totals_add() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$

@@ -16,7 +16,7 @@ from kith.tenants.companies.errors import CompanyHasContacts, CompanyInUse, Comp
 from kith.tenants.companies.schemas import CompanyIn, CompanyOut, CompanyOverview, CompanyPage, CompanyPatch
 from kith.tenants.companies.spec import SPEC
 from kith.tenants.contacts.schemas import phone_context
-from kith.tenants.records.listing import ListError, list_records, parse_list_query
+from kith.web.api.lists import engine_page, list_query
 from kith.web.api.registry import QueryParam, endpoint
 from kith.web.edge import actor_of
 from kith.web.errors import ApiError
@@ -51,19 +51,10 @@ def delete_refusal(exc: CompanyHasContacts | CompanyInUse) -> ApiError:
 @endpoint(
     "GET", "/companies", summary="List companies with filters, sort, search and keyset pagination",
     permission=("companies", "view"), response=CompanyPage, errors=(401, 403, 422), tag=TAG,
-    query=(
-        QueryParam("q", "Text to find in name, domain or phone (any script)."),
-        QueryParam("f", "A filter field:operator:value, repeatable (e.g. country:eq:CN, custom.tier:eq:gold)."),
-        QueryParam("sort", "A field to sort on, - for descending (default -id)."),
-        QueryParam("limit", "Page size, 1-100 (default 25).", "integer"),
-        QueryParam("cursor", "next_cursor of the previous page."),
-    ),
+    query=list_query("name, domain or phone", "country:eq:CN, custom.tier:eq:gold"),
 )
 async def list_companies(request: Request, body: None) -> BaseModel:
-    try:
-        page = await list_records(actor_of(request), SPEC, parse_list_query(request.query_params))
-    except ListError as exc:
-        raise ApiError(422, "invalid_input", exc.message, fields={exc.field: exc.message}) from None
+    page = await engine_page(request, SPEC)
     return CompanyPage(items=[CompanyOut(**item) for item in page.items], next_cursor=page.next_cursor)
 
 

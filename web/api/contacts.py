@@ -16,8 +16,8 @@ from kith.tenants.companies.schemas import ContactOverview
 from kith.tenants.contacts import actions, queries
 from kith.tenants.contacts.schemas import ContactIn, ContactOut, ContactPage, ContactPatch, phone_context
 from kith.tenants.contacts.spec import SPEC
-from kith.tenants.records.listing import ListError, list_records, parse_list_query
-from kith.web.api.registry import QueryParam, endpoint
+from kith.web.api.lists import engine_page, list_query
+from kith.web.api.registry import endpoint
 from kith.web.edge import actor_of
 from kith.web.errors import ApiError
 
@@ -41,20 +41,11 @@ def _not_found() -> ApiError:
 @endpoint(
     "GET", "/contacts", summary="List contacts with filters, sort, search and keyset pagination",
     permission=("contacts", "view"), response=ContactPage, errors=(401, 403, 422),
-    query=(
-        QueryParam("q", "Text to find in name, email, phone or company (any script)."),
-        QueryParam("f", "A filter field:operator:value, repeatable (e.g. lifecycle_stage:eq:customer, "
-                        "tags:has:vip, owner_id:eq:me, custom.tier:eq:gold)."),
-        QueryParam("sort", "A field to sort on, - for descending (default -id: newest first)."),
-        QueryParam("limit", "Page size, 1-100 (default 25).", "integer"),
-        QueryParam("cursor", "next_cursor of the previous page."),
-    ),
+    query=list_query("name, email, phone or company",
+                     "lifecycle_stage:eq:customer, tags:has:vip, owner_id:eq:me, custom.tier:eq:gold"),
 )
 async def list_contacts(request: Request, body: None) -> BaseModel:
-    try:
-        page = await list_records(actor_of(request), SPEC, parse_list_query(request.query_params))
-    except ListError as exc:
-        raise ApiError(422, "invalid_input", exc.message, fields={exc.field: exc.message}) from None
+    page = await engine_page(request, SPEC)
     return ContactPage(items=[ContactOut(**item) for item in page.items], next_cursor=page.next_cursor)
 
 

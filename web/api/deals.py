@@ -37,7 +37,7 @@ from kith.tenants.deals.schemas import (
     currency_context,
 )
 from kith.tenants.deals.spec import SPEC
-from kith.tenants.records.listing import ListError, list_records, parse_list_query
+from kith.web.api.lists import engine_page, list_query
 from kith.web.api.registry import QueryParam, endpoint
 from kith.web.edge import actor_of
 from kith.web.errors import ApiError
@@ -179,20 +179,11 @@ async def deal_forecast(request: Request, body: None) -> BaseModel:
 @endpoint(
     "GET", "/deals", summary="List deals with filters, sort, search and keyset pagination",
     permission=("deals", "view"), response=DealPage, errors=(401, 403, 422), tag=TAG,
-    query=(
-        QueryParam("q", "Text to find in the deal's name (any script)."),
-        QueryParam("f", "A filter field:operator:value, repeatable (e.g. stage_id:eq:3, amount:gte:1000)."),
-        QueryParam("sort", "A field to sort on, - for descending (default -id)."),
-        QueryParam("limit", "Page size, 1-100 (default 25).", "integer"),
-        QueryParam("cursor", "next_cursor of the previous page."),
-        QueryParam("columns", "Fields to show, comma-separated."),
-    ),
+    query=(*list_query("the deal's name", "stage_id:eq:3, amount:gte:1000"),
+           QueryParam("columns", "Fields to show, comma-separated.")),
 )
 async def list_deals(request: Request, body: None) -> BaseModel:
-    try:
-        page = await list_records(actor_of(request), SPEC, parse_list_query(request.query_params))
-    except ListError as exc:
-        raise ApiError(422, "invalid_input", exc.message, fields={exc.field: exc.message}) from None
+    page = await engine_page(request, SPEC)
     return DealPage(items=[DealOut(**item) for item in page.items], next_cursor=page.next_cursor,
                     columns=page.columns)
 

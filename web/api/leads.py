@@ -18,6 +18,7 @@ from kith.tenants.pool.errors import PoolError
 from kith.tenants.pool.listing import pool_page
 from kith.tenants.pool.schemas import ClaimOut, PoolItem, PoolPage, PoolRulesIn, PoolRulesOut, ReleaseIn
 from kith.tenants.records.listing import ListError, parse_list_query
+from kith.web.api.lists import list_error
 from kith.web.api.registry import QueryParam, endpoint
 from kith.web.edge import actor_of
 from kith.web.errors import ApiError
@@ -56,10 +57,6 @@ def lead_error(exc: LeadError) -> ApiError:
 
 def pool_error(exc: PoolError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message, fields=exc.fields)
-
-
-def list_error(exc: ListError) -> ApiError:
-    return ApiError(422, "invalid_input", exc.message, fields={exc.field: exc.message})
 
 
 @endpoint("GET", "/leads", summary="List leads with filters, sort, search and keyset pagination",
