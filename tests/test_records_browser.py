@@ -60,9 +60,11 @@ async def test_list_filter_sort_saved_view_and_bulk_assign(workspace: Workspace)
             await expect(desktop.locator("tbody tr")).to_have_count(2)
             await expect(desktop.locator("td.name").first).to_have_text("张敏")
 
-            # bulk-assign both rows to the sales member
+            # bulk-assign both rows to the sales member: the bulk actions show once a row is selected
+            await expect(desktop.locator(".bulk-bar")).to_be_hidden()
             for box in await desktop.locator("tbody input[name=ids]").all():
                 await box.check()
+            await expect(desktop.locator(".bulk-bar")).to_be_visible()
             await desktop.select_option("#bulk-owner", label=sales.email)
             await desktop.click("button:has-text('Assign')")
             await expect(desktop.locator("[role=status]")).to_have_text("2 records assigned.")

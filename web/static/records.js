@@ -46,6 +46,17 @@
       document.querySelectorAll("#bulk-form input[name=ids]").forEach(function (box) { box.checked = all.checked; });
     });
   }
+  // the bulk actions stay out of the way (a long block on a phone) until a record is selected
+  var bulkBar = document.querySelector(".bulk-bar");
+  var boxes = document.querySelectorAll("#bulk-form input[name=ids]");
+  if (bulkBar && boxes.length) {
+    var showBar = function () {
+      bulkBar.hidden = !Array.prototype.some.call(boxes, function (box) { return box.checked; });
+    };
+    boxes.forEach(function (box) { box.addEventListener("change", showBar); });
+    if (all) { all.addEventListener("change", showBar); }
+    showBar();
+  }
   var bulkField = document.querySelector("[data-bulk-field]");
   var bulkValue = document.getElementById("bulk-value");
   if (bulkField && bulkValue) {
