@@ -103,6 +103,9 @@ def test_top_level_folders_are_not_packages(folder: str) -> None:
         ["bench"],
         ["crm-bench"],
         ["crm-bench", "measure"],
+        ["backups"],
+        ["backups", "create"],
+        ["backups", "restore"],
     ],
     ids=lambda args: " ".join(args) or "kith",
 )

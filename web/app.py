@@ -34,6 +34,7 @@ from kith.web import (
     contact_pages,
     deal_pages,
     dev_pages,
+    export_pages,
     health,
     invite_pages,
     lead_pages,
@@ -54,6 +55,7 @@ from kith.web.api import billing as _billing_api  # noqa: F401 - registers the b
 from kith.web.api import companies as _companies_api  # noqa: F401 - companies and the customer 360 view
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
 from kith.web.api import deals as _deals_api  # noqa: F401 - pipelines, stages, deals, board and forecast
+from kith.web.api import exports as _exports_api  # noqa: F401 - CSV/XLSX exports of lists and saved views
 from kith.web.api import leads as _leads_api  # noqa: F401 - leads, conversion and the public pool
 from kith.web.api import privacy as _privacy_api  # noqa: F401 - registers the export and erasure endpoints
 from kith.web.api import records as _records_api  # noqa: F401 - custom fields, saved views, bulk changes
@@ -185,6 +187,7 @@ def create_app() -> Starlette:
         *sales_pages.routes,
         *search_pages.routes,
         *record_pages.routes,
+        *export_pages.routes,
         *privacy_pages.routes,
         *verify_pages.routes,
         *token_pages.routes,

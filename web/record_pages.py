@@ -23,7 +23,7 @@ from starlette.routing import Route
 from kith.tenants.records import bulk, fields_admin, views
 from kith.tenants.records.custom import KINDS
 from kith.tenants.records.kinds import RecordKind, record_kind
-from kith.tenants.records.listing import _CUSTOM_KINDS, CUSTOM_PREFIX, ListError, ListQuery, parse_list_query
+from kith.tenants.records.listing import CUSTOM_KINDS, CUSTOM_PREFIX, ListError, ListQuery, parse_list_query
 from kith.tenants.records.refusals import RecordsRefusal
 from kith.tenants.records.spec import OPERATORS
 from kith.web.edge import actor_of
@@ -111,7 +111,7 @@ def field_views(kind: RecordKind, screen_hidden: frozenset[str], custom: list[An
            for f in spec.fields if f.guarded_by() not in screen_hidden]
     if spec.custom_fields and "custom" not in screen_hidden:
         for c in custom:
-            list_kind = _CUSTOM_KINDS[c.kind]
+            list_kind = CUSTOM_KINDS[c.kind]
             out.append(FieldView(CUSTOM_PREFIX + c.key, c.label, list_kind, OPERATORS[list_kind], c.options,
                                  list_kind != "tags", True, True))
     return out

@@ -36,7 +36,7 @@ DEFAULT_LIMIT = 25
 MAX_FILTERS = 20
 CUSTOM_PREFIX = "custom."
 # custom field kinds as list kinds: how they filter and sort
-_CUSTOM_KINDS: dict[str, Kind] = {
+CUSTOM_KINDS: dict[str, Kind] = {
     "text": "text", "long_text": "text", "url": "text", "select": "choice", "multi_select": "tags",
     "number": "number", "currency": "money", "date": "date", "boolean": "bool",
 }
@@ -162,7 +162,7 @@ def _resolve(spec: RecordSpec, name: str, custom: Sequence[CustomField]) -> _Fie
         definition = next((c for c in custom if c.key == key), None)
         if definition is None:
             raise ListError("filter", f"there is no custom field '{key}' on {spec.object_type}")
-        kind = _CUSTOM_KINDS[definition.kind]
+        kind = CUSTOM_KINDS[definition.kind]
         ref = f"{spec.table}.custom"
         expr = {
             "number": f"(({ref}->>'{key}')::numeric)", "money": f"(({ref}->>'{key}')::numeric)",
@@ -361,11 +361,14 @@ async def query_records(
     params: Sequence[Any] = (),
     scoped: bool = True,
     with_custom_fields: bool = False,
+    audit_reads: bool = True,
 ) -> RecordPage:
     """One page of `spec`'s records inside `session` (permission 'view' is the caller's check).
 
     `where` adds conditions of the caller's own with `params` as their $1..$n; `scoped=False`
     lists records outside the actor's owner scope (the public pool: records nobody owns).
+    `audit_reads=False` is for callers that record the disclosure themselves (an export writes
+    one entry for the whole file instead of one per page).
     """
     hidden = session.policy.hidden_fields(spec.object_type)
     custom: list[CustomField] = []
@@ -415,7 +418,8 @@ async def query_records(
            + f" ORDER BY {order} LIMIT {p.add(limit + 1)}")
     rows = await session.tx.execute_query_dict(sql, p.values)
     items = present_rows(session, spec, rows[:limit])
-    await audit_sensitive_reads(session, spec.object_type, items)
+    if audit_reads:
+        await audit_sensitive_reads(session, spec.object_type, items)
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]

@@ -140,11 +140,12 @@ async def list_views(actor: Actor, object_type: str | None = None) -> list[Saved
 async def get_view(actor: Actor, view_id: int) -> SavedViewOut:
     """One view the actor may use (own or shared); 404 otherwise."""
     async with acting_as(actor) as session:
-        row = await _visible(session, view_id)
+        row = await visible_view(session, view_id)
         return _out(row, actor)
 
 
-async def _visible(session: TenantSession, view_id: int, *, lock: bool = False) -> Mapping[str, Any]:
+async def visible_view(session: TenantSession, view_id: int, *, lock: bool = False) -> Mapping[str, Any]:
+    """A saved view the actor may use (their own, or a shared one), or a 404 RecordsRefusal."""
     rows = await session.tx.execute_query_dict(
         "SELECT * FROM saved_views WHERE id = $1 AND (owner_id = $2 OR shared)" + (" FOR UPDATE" if lock else ""),
         [view_id, session.actor.identity_id])
@@ -187,7 +188,7 @@ async def update_view(actor: Actor, view_id: int, changes: SavedViewPatch) -> Sa
     """Rename, share or unshare a view or change its definition (owner, or manage_settings for a shared one)."""
     given = {k: v for k, v in changes.model_dump(exclude_unset=True).items() if v is not None}
     async with acting_as(actor) as session:
-        row = await _visible(session, view_id, lock=True)
+        row = await visible_view(session, view_id, lock=True)
         _require_change(session, row)
         current = {"name": row["name"], "shared": row["shared"],
                    "definition": _definition(row["definition"]).model_dump()}
@@ -211,7 +212,7 @@ async def update_view(actor: Actor, view_id: int, changes: SavedViewPatch) -> Sa
 async def delete_view(actor: Actor, view_id: int) -> None:
     """Delete a view (owner, or manage_settings for a shared one)."""
     async with acting_as(actor) as session:
-        row = await _visible(session, view_id, lock=True)
+        row = await visible_view(session, view_id, lock=True)
         _require_change(session, row)
         await session.tx.execute_query("DELETE FROM saved_views WHERE id = $1", [view_id])
         await session.audit("saved_view.delete", AUDIT_OBJECT, view_id, {
@@ -269,7 +270,7 @@ async def open_list(actor: Actor, object_type: str, query: ListQuery, *, view_id
         session.require(object_type, "view")
         view = None
         if view_id is not None:
-            row = await _visible(session, view_id)
+            row = await visible_view(session, view_id)
             if row["object_type"] != object_type:
                 raise RecordsRefusal(404, "not_found", "There is no such saved view.")
             view = _out(row, actor)
