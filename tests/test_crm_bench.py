@@ -131,7 +131,10 @@ async def test_http_harness_reports_each_endpoint(db: Services, loaded: tuple[Be
     assert by_key["nowhere"].missing and by_key["nowhere"].missed() == []
     me = by_key["me"]
     assert not me.missing and me.requests == 12 and me.ok == 12
-    assert me.pct(50) > 0 and me.rps > 0 and me.server_cpu_s is not None and me.server_cpu_s > 0
+    assert me.pct(50) > 0 and me.rps > 0 and me.server_cpu_s is not None
+    # /proc counts CPU in clock ticks (10 ms): a dozen /me requests may cost less than one, the
+    # whole run (searches, the board, 360 pages) never does
+    assert sum(f.server_cpu_s or 0.0 for f in results) > 0
     for figures in results:
         target = next(t for t in targets if t.key == figures.key)
         if not figures.missing:  # endpoints still being written may be missing; the others are measured
