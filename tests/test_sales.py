@@ -305,3 +305,20 @@ async def test_roles_and_tenant_isolation(workspace: Workspace, other_workspace:
         assert_error(await c.patch(f"/api/v1/products/{mine['id']}", json={"active": False}), 403)
         err = assert_error(await c.post("/api/v1/orders", json={}), 403, "permission_denied")
         assert err["permission"] == "orders: create"
+
+
+async def test_the_product_catalogue_is_kept_by_owners_admins_and_managers(workspace: Workspace) -> None:
+    """Products belong to nobody, so a record scope cannot narrow them: a sales member may look
+    the catalogue up but not change it (it would change every rep's prices); a manager may."""
+    rep = await add_member(workspace, "sales")
+    manager = await add_member(workspace, "manager")
+    async with client(headers=manager.headers) as c:
+        made = await c.post("/api/v1/products", json={"sku": "CAT-1", "name": "目录产品", "unit_price": "9.90"})
+        assert made.status_code == 201, made.text
+    async with client(headers=rep.headers) as c:
+        assert [p["sku"] for p in (await c.get("/api/v1/products")).json()["items"]] == ["CAT-1"]
+        err = assert_error(await c.post("/api/v1/products", json={"sku": "CAT-2", "name": "x", "unit_price": "1"}),
+                           403, "permission_denied")
+        assert err["permission"] == "products: create"
+        err = assert_error(await c.patch(f"/api/v1/products/{made.json()['id']}", json={"unit_price": "0.01"}), 403)
+        assert err["permission"] == "products: edit"

@@ -33,6 +33,10 @@ class ObjectType:
 
     `sensitive` names the fields whose reading is audited (issue 4: "reads of sensitive
     fields"): every query that returns one of them to a person or token records it.
+    `catalogue` marks workspace-wide reference data nobody owns (the product catalogue): a
+    record scope cannot narrow it, so the built-in roles that work with their own or their
+    team's records (sales, support, read-only) may only view it; owners, admins and managers
+    maintain it.
     """
 
     name: str
@@ -40,6 +44,7 @@ class ObjectType:
     fields: tuple[str, ...]
     owner_field: str = "owner_id"
     sensitive: tuple[str, ...] = ()
+    catalogue: bool = False
 
     def __post_init__(self) -> None:
         # a sensitive field that is not a field would silently never be audited
@@ -115,13 +120,19 @@ BUILT_IN_ROLE_KEYS: tuple[str, ...] = tuple(b.key for b in _BUILT_INS)
 BUILT_IN_DESCRIPTIONS: Mapping[str, str] = {b.key: b.description for b in _BUILT_INS}
 
 
+# the built-in roles that maintain catalogue object types (see ObjectType.catalogue)
+CATALOGUE_KEEPERS = frozenset({"owner", "admin", "manager"})
+
+
 def _built_in(spec: _BuiltIn) -> RoleDef:
-    names = [t.name for t in object_types()]
+    types = object_types()
+    names = [t.name for t in types]
     return RoleDef(
         key=spec.key,
         name=spec.name,
         built_in=True,
-        grants={n: spec.actions for n in names},
+        grants={t.name: spec.actions if not t.catalogue or spec.key in CATALOGUE_KEEPERS
+                else spec.actions & {"view"} for t in types},
         workspace=spec.workspace,
         record_scope={n: spec.scope for n in names},
         hidden_fields={},
