@@ -13,7 +13,9 @@ import sentry_sdk
 from arq.cron import cron
 
 from kith.jobs.audit_retention import audit_retention, enqueue_audit_retention
+from kith.jobs.backups import BACKUP_FUNCTIONS, enqueue_scheduled_backups
 from kith.jobs.billing import billing_notices, enqueue_billing_notices
+from kith.jobs.imports import run_import_job
 from kith.jobs.invites import invitation_email, password_reset_email, verification_email
 from kith.jobs.pool_reclaim import enqueue_pool_reclaim, pool_reclaim
 from kith.jobs.queue import close_queue, redis_settings
@@ -48,7 +50,8 @@ class WorkerSettings:
     """arq settings; `worker_kwargs()` adds the parts read from the environment."""
 
     functions: ClassVar[list[Any]] = [welcome_email, audit_retention, invitation_email, password_reset_email,
-                                      billing_notices, verification_email, send_task_reminders, pool_reclaim]
+                                      billing_notices, verification_email, send_task_reminders, pool_reclaim,
+                                      *BACKUP_FUNCTIONS, run_import_job]
     # 03:17 UTC: off the hour, when most workspaces are quiet; one job per tenant (see the job).
     cron_jobs: ClassVar[list[Any]] = [
         cron(enqueue_audit_retention, hour={3}, minute={17}, run_at_startup=False),
@@ -58,6 +61,8 @@ class WorkerSettings:
         cron(enqueue_task_reminders, minute=set(range(0, 60, 5)), run_at_startup=False),
         # 02:43 UTC, daily: records nobody followed up within the workspace's rule go back to the pool
         cron(enqueue_pool_reclaim, hour={2}, minute={43}, run_at_startup=False),
+        # hourly at :23: scheduled backups by plan (one per workspace and day), and any queued run's job again
+        cron(enqueue_scheduled_backups, minute={23}, run_at_startup=False),
     ]
     on_startup = startup
     on_shutdown = shutdown

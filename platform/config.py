@@ -87,6 +87,21 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "KITH_INVITE_DAYS": ("7", "Days an invitation link stays valid."),
     "KITH_PASSWORD_RESET_MINUTES": ("60", "Minutes a password reset link stays valid."),
     "KITH_IMPERSONATION_MINUTES": ("30", "Minutes a support operator's impersonation of a workspace member lasts."),
+    "KITH_BACKUP_S3_BUCKET": ("", "S3 bucket that keeps backups (credentials: the AWS_* variables or boto3's usual "
+                              "chain). Unset: backups are kept in KITH_DATA_DIR/backups."),
+    "KITH_BACKUP_S3_PREFIX": ("", "Key prefix for backups inside KITH_BACKUP_S3_BUCKET, e.g. kith/prod/."),
+    "KITH_S3_ENDPOINT_URL": ("", "URL of an S3-compatible service (MinIO, Ceph...). Unset: AWS S3."),
+    "KITH_S3_REGION": ("", "Region of KITH_BACKUP_S3_BUCKET. Unset: boto3's (AWS_REGION, AWS_DEFAULT_REGION or "
+                       "~/.aws/config)."),
+    "KITH_BACKUP_KEEP_DAILY": ("7", "Scheduled backups kept per workspace on plans with daily backups (Pro, "
+                               "Enterprise); older ones are deleted after each backup."),
+    "KITH_BACKUP_KEEP_WEEKLY": ("4", "Scheduled backups kept per workspace on plans with weekly backups (Free, "
+                                "Starter)."),
+    "KITH_BACKUP_KEEP_MANUAL": ("5", "On-demand backups (Back up now, the API, the ops console) kept per workspace, "
+                                "counted apart from scheduled ones."),
+    "KITH_IMPORT_MAX_MB": ("500", "Largest file an import takes, in MB (uploads stream to disk; memory stays flat)."),
+    "KITH_BACKUP_STALE_MINUTES": ("10", "Minutes without a heartbeat after which a running backup or restore counts "
+                                  "as abandoned (its worker died), so another may start."),
 }
 
 
@@ -138,6 +153,15 @@ class Settings:
     invite_days: int
     password_reset_minutes: int
     impersonation_minutes: int
+    backup_s3_bucket: str
+    backup_s3_prefix: str
+    s3_endpoint_url: str
+    s3_region: str
+    backup_keep_daily: int
+    backup_keep_weekly: int
+    backup_keep_manual: int
+    backup_stale_minutes: int
+    import_max_mb: int
 
     @property
     def secure_cookies(self) -> bool:
@@ -191,6 +215,12 @@ def _encryption_keys(env: str, secret_key: Secret) -> Secret:
     return Secret(derived_keys(secret_key.reveal()))
 
 
+def _backup_prefix(value: str) -> str:
+    """'kith/prod' and '/kith/prod/' both mean the folder kith/prod/ (S3 keys have no leading slash)."""
+    value = value.strip().strip("/")
+    return f"{value}/" if value else ""
+
+
 def load_settings() -> Settings:
     """Read the environment once into typed settings."""
     env = _env("KITH_ENV")
@@ -236,6 +266,15 @@ def load_settings() -> Settings:
         invite_days=max(1, int(_env("KITH_INVITE_DAYS"))),
         password_reset_minutes=max(5, int(_env("KITH_PASSWORD_RESET_MINUTES"))),
         impersonation_minutes=max(1, int(_env("KITH_IMPERSONATION_MINUTES"))),
+        backup_s3_bucket=_env("KITH_BACKUP_S3_BUCKET").strip(),
+        backup_s3_prefix=_backup_prefix(_env("KITH_BACKUP_S3_PREFIX")),
+        s3_endpoint_url=_env("KITH_S3_ENDPOINT_URL").strip().rstrip("/"),
+        s3_region=_env("KITH_S3_REGION").strip(),
+        backup_keep_daily=max(1, int(_env("KITH_BACKUP_KEEP_DAILY"))),
+        backup_keep_weekly=max(1, int(_env("KITH_BACKUP_KEEP_WEEKLY"))),
+        backup_keep_manual=max(1, int(_env("KITH_BACKUP_KEEP_MANUAL"))),
+        backup_stale_minutes=max(2, int(_env("KITH_BACKUP_STALE_MINUTES"))),
+        import_max_mb=max(1, int(_env("KITH_IMPORT_MAX_MB"))),
     )
 
 

@@ -12,7 +12,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 
 def test_configuration_table_matches_the_code() -> None:
     section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `([A-Z_]+)` \| (.+?) \| (.+?) \|$", section, flags=re.M)
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| (.+?) \| (.+?) \|$", section, flags=re.M)
     documented = {name: (default, meaning) for name, default, meaning in rows}
     assert list(documented) == list(VARIABLES), "README's table and VARIABLES list different variables"
     for name, (default, meaning) in VARIABLES.items():

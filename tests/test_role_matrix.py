@@ -8,7 +8,9 @@ beside this one (found by name): `SAMPLE_BODIES` (model name -> callable making 
 `async def path_values(ws, member, owner_headers) -> dict[str, str]` (fresh records the member
 may reach, for the path parameters of that domain's endpoints) and, for endpoints that need a
 query string, `QUERY_STRINGS` ("GET /timeline" -> "?company_id={timeline_company_id}", filled
-from the path values)."""
+from the path values). An endpoint that needs more than a JSON body (a file upload) takes extra
+request arguments from `REQUESTS` ("POST /imports" -> callable returning httpx keyword arguments),
+and one whose declared path cannot be walked as is names the path to call in `PATHS`."""
 
 from __future__ import annotations
 
@@ -55,10 +57,14 @@ SAMPLE_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
 PathValues = Callable[[Workspace, Member, dict[str, str]], Awaitable[dict[str, str]]]
 DOMAIN_PATH_VALUES: list[PathValues] = []
 DOMAIN_QUERIES: dict[str, str] = {}
+DOMAIN_REQUESTS: dict[str, Callable[[], dict[str, Any]]] = {}
+DOMAIN_PATHS: dict[str, str] = {}
 for _module in sorted(Path(__file__).parent.glob("matrix_*.py")):
     _domain = importlib.import_module(f"{__package__}.{_module.stem}")
     SAMPLE_BODIES.update(getattr(_domain, "SAMPLE_BODIES", {}))
     DOMAIN_QUERIES.update(getattr(_domain, "QUERY_STRINGS", {}))
+    DOMAIN_REQUESTS.update(getattr(_domain, "REQUESTS", {}))
+    DOMAIN_PATHS.update(getattr(_domain, "PATHS", {}))
     if hasattr(_domain, "path_values"):
         DOMAIN_PATH_VALUES.append(_domain.path_values)
 
@@ -128,8 +134,9 @@ async def test_each_role_is_allowed_and_denied_as_declared(setting: Setting, rol
     wrong: list[str] = []
     async with client(headers=member.headers) as c:
         for ep in sorted(ENDPOINTS, key=_order):
-            path = ep.path
-            query = DOMAIN_QUERIES.get(f"{ep.method} {ep.path}", "")
+            key = f"{ep.method} {ep.path}"
+            path = DOMAIN_PATHS.get(key, ep.path)
+            query = DOMAIN_QUERIES.get(key, "")
             for name, value in values.items():
                 path = path.replace("{" + name + "}", value)
                 query = query.replace("{" + name + "}", value)
@@ -139,6 +146,8 @@ async def test_each_role_is_allowed_and_denied_as_declared(setting: Setting, rol
                 sample = SAMPLE_BODIES.get(ep.body.__name__)
                 assert sample is not None, f"{ep.method} {ep.path}: add a sample {ep.body.__name__} to SAMPLE_BODIES"
                 kwargs["json"] = sample()
+            if key in DOMAIN_REQUESTS:
+                kwargs.update(DOMAIN_REQUESTS[key]())
             resp = await c.request(ep.method, "/api/v1" + path + query, **kwargs)
             allowed = matrix_allows(BUILT_IN_ROLES[role], ep.permission)
             label = f"{ep.method} {ep.path} as {role} (declared {ep.permission}): {resp.status_code} {resp.text[:200]}"

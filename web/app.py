@@ -29,6 +29,7 @@ from kith.web import (
     admin_pages,
     audit_pages,
     auth_pages,
+    backup_pages,
     billing_pages,
     company_pages,
     contact_pages,
@@ -36,6 +37,7 @@ from kith.web import (
     dev_pages,
     export_pages,
     health,
+    import_pages,
     invite_pages,
     lead_pages,
     ops_pages,
@@ -51,11 +53,13 @@ from kith.web import (
 from kith.web.api import activities as _activities_api  # noqa: F401 - activities, tasks and timelines
 from kith.web.api import admin as _admin_api  # noqa: F401 - registers the administration endpoints
 from kith.web.api import audit as _audit_api  # noqa: F401 - registers the audit endpoint
+from kith.web.api import backups as _backups_api  # noqa: F401 - the workspace's backups and Back up now
 from kith.web.api import billing as _billing_api  # noqa: F401 - registers the billing endpoints
 from kith.web.api import companies as _companies_api  # noqa: F401 - companies and the customer 360 view
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
 from kith.web.api import deals as _deals_api  # noqa: F401 - pipelines, stages, deals, board and forecast
 from kith.web.api import exports as _exports_api  # noqa: F401 - CSV/XLSX exports of lists and saved views
+from kith.web.api import imports as _imports_api  # noqa: F401 - CSV/XLSX imports: upload, map, check, run, undo
 from kith.web.api import leads as _leads_api  # noqa: F401 - leads, conversion and the public pool
 from kith.web.api import privacy as _privacy_api  # noqa: F401 - registers the export and erasure endpoints
 from kith.web.api import records as _records_api  # noqa: F401 - custom fields, saved views, bulk changes
@@ -138,8 +142,14 @@ def _csrf_first(endpoint: Any) -> Any:
     """Check a form POST's CSRF token before the page's handler runs, so no handler can look
     anything up (or answer 404) for a forged request first; read_form caches the form."""
 
+    # an upload page can refuse a body it will not take (too large) before it is read at all
+    early = getattr(endpoint, "refuse_before_form", None)
+
     async def run(request: Request) -> Response:
         if request.method == "POST":
+            refused = early(request) if early is not None else None
+            if refused is not None:
+                return refused  # type: ignore[no-any-return]
             await read_form(request)
         response: Response = await endpoint(request)
         return response
@@ -199,6 +209,8 @@ def create_app() -> Starlette:
         *billing_pages.routes,
         *webhooks.routes,
         *dev_pages.routes,
+        *backup_pages.routes,
+        *import_pages.routes,
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
     ]
     app = Starlette(

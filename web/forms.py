@@ -87,6 +87,7 @@ async def read_form(request: Request) -> FormData:
     sent = str(form.get(CSRF_FIELD, ""))
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if not sent or not cookie or not hmac.compare_digest(sent, cookie) or not _valid(cookie):
+        await form.close()  # a refused upload's spooled files are closed (and removed) now
         raise CsrfError("The form's security token is missing or out of date; reload the page and try again.")
     return form
 

@@ -14,6 +14,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from kith.platform.audit.entries import AuditFilter
+from kith.platform.backups.runs import failed_runs
+from kith.platform.backups.workspace import console_overview, ops_request_backup, ops_request_restore
 from kith.platform.billing.plans import PLANS, Plan
 from kith.platform.config import get_settings
 from kith.platform.db import platform_tx
@@ -46,6 +48,7 @@ from kith.platform.ops.operators import (
     throttle_key,
     verify_operator_code,
 )
+from kith.web.api.backups import enqueue_started
 from kith.web.auth_pages import client_info, send_verification
 from kith.web.forms import form_str, read_form, render
 
@@ -174,7 +177,8 @@ async def dashboard(request: Request) -> Response:
         return _to_login()
     data = await console.dashboard()
     peak = max((n for _, n in data.signups), default=0)
-    return _page(request, "ops/dashboard.html", {"operator": session.operator, "data": data, "peak": peak})
+    return _page(request, "ops/dashboard.html", {"operator": session.operator, "data": data, "peak": peak,
+                                                 "failed_backups": await failed_runs()})
 
 
 async def tenants(request: Request) -> Response:
@@ -208,7 +212,8 @@ async def _detail_page(request: Request, session: OperatorSession, tenant_id: in
     plans: list[Plan] = [p for p in PLANS.values() if p.paid]
     return _page(request, "ops/tenant.html", {
         "operator": session.operator, "detail": detail, "error": error, "notice": notice, "comp_plans": plans,
-        "minutes": int(lifetime().total_seconds() // 60), "now": datetime.now(detail.tenant.created_at.tzinfo)},
+        "minutes": int(lifetime().total_seconds() // 60), "now": datetime.now(detail.tenant.created_at.tzinfo),
+        "backups": await console_overview(tenant_id)},
         status=status)
 
 
@@ -218,7 +223,9 @@ async def tenant(request: Request) -> Response:
         return _to_login()
     notice = {"suspended": "Workspace suspended.", "reactivated": "Workspace reactivated.",
               "ended": "Impersonation ended.", "extended": "Trial extended.", "comped": "Plan comped.",
-              "resent": "Verification email sent."}.get(request.query_params.get("done", ""), "")
+              "resent": "Verification email sent.", "backup": "Backup queued.",
+              "restore": "Restore queued: the workspace switches over once the restored data is checked.",
+              }.get(request.query_params.get("done", ""), "")
     return await _detail_page(request, session, int(request.path_params["tenant_id"]), notice=notice)
 
 
@@ -295,6 +302,37 @@ async def resend_verification(request: Request) -> Response:
     return await _support_action(request, "resent")
 
 
+async def _backup_action(request: Request, restore: bool) -> Response:
+    """Queue a backup, or a restore of one backup, with a reason; audited in both logs."""
+    form = await read_form(request)
+    session = await _operator(request)
+    if session is None:
+        return _to_login()
+    tenant_id = int(request.path_params["tenant_id"])
+    reason = form_str(form, "reason")
+    try:
+        if restore:
+            run = await ops_request_restore(session.operator, tenant_id, form_str(form, "backup_id"), reason,
+                                            client_info(request))
+        else:
+            run = await ops_request_backup(session.operator, tenant_id, reason, client_info(request))
+    except ReasonRequired as exc:
+        return await _detail_page(request, session, tenant_id, error=str(exc), status=422)
+    except console.TenantActionError as exc:
+        return await _detail_page(request, session, tenant_id, error=str(exc), status=409)
+    await enqueue_started(run)
+    done = "restore" if restore else "backup"
+    return RedirectResponse(f"/ops/tenants/{tenant_id}?done={done}#backups", status_code=303)
+
+
+async def trigger_backup(request: Request) -> Response:
+    return await _backup_action(request, restore=False)
+
+
+async def restore_backup(request: Request) -> Response:
+    return await _backup_action(request, restore=True)
+
+
 async def impersonate(request: Request) -> Response:
     form = await read_form(request)
     session = await _operator(request)
@@ -347,4 +385,6 @@ routes = [
     Route("/ops/tenants/{tenant_id:int}/comp", comp_plan, methods=["POST"]),
     Route("/ops/tenants/{tenant_id:int}/resend-verification", resend_verification, methods=["POST"]),
     Route("/ops/impersonations/{impersonation_id:int}/end", end, methods=["POST"]),
+    Route("/ops/tenants/{tenant_id:int}/backup", trigger_backup, methods=["POST"]),
+    Route("/ops/tenants/{tenant_id:int}/restore", restore_backup, methods=["POST"]),
 ]

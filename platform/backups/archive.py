@@ -6,8 +6,9 @@ On disk (or in an object store) an archive is
 
 The header (clear text) names the backup and carries its data key: 32 random bytes made for this
 backup alone, wrapped by the platform keyring (kith.platform.crypto, a kc1 token bound to the
-tenant and backup id), so rotating KITH_ENCRYPTION_KEYS never re-encrypts archives, and removing a
-key from the keyring makes the archives it wrapped unreadable. Each frame is
+tenant and backup id, or to "platform" and the backup id for the public schema's backups), so
+rotating KITH_ENCRYPTION_KEYS never re-encrypts archives, and removing a key from the keyring
+makes the archives it wrapped unreadable. Each frame is
 
     u32 ciphertext length | AES-256-GCM(data key, nonce = frame number, zlib bytes)
 
@@ -65,8 +66,16 @@ def truncated_message(backup_id: str) -> str:
     return f"backup {backup_id} is truncated: the archive ends before its last frame"
 
 
-def key_context(tenant_id: int, backup_id: str) -> str:
-    return f"backups:{int(tenant_id)}:{backup_id}"
+PLATFORM_OWNER = "platform"  # in place of a tenant id: the platform's own (public schema) backups
+
+
+def owner_of(value: Any) -> int | str:
+    """A header's tenant_id as written: a tenant id, or "platform" (whose key context no tenant shares)."""
+    return PLATFORM_OWNER if value == PLATFORM_OWNER else int(value)
+
+
+def key_context(tenant_id: int | str, backup_id: str) -> str:
+    return f"backups:{owner_of(tenant_id)}:{backup_id}"
 
 
 def _aad(header_hash: bytes, number: int, final: bool) -> bytes:
@@ -80,12 +89,12 @@ def _nonce(number: int) -> bytes:
 class ArchiveWriter:
     """Writes records into `out`, compressing and sealing as it goes (memory: about one frame)."""
 
-    def __init__(self, out: BinaryIO, *, tenant_id: int, backup_id: str, created_at: str,
+    def __init__(self, out: BinaryIO, *, tenant_id: int | str, backup_id: str, created_at: str,
                  ring: crypto.Keyring | None = None) -> None:
         self._out = out
         self._key = os.urandom(crypto.KEY_BYTES)
         header = json.dumps({
-            "format": 1, "tenant_id": int(tenant_id), "backup_id": backup_id, "created_at": created_at,
+            "format": 1, "tenant_id": owner_of(tenant_id), "backup_id": backup_id, "created_at": created_at,
             "compression": "zlib", "cipher": "AES-256-GCM",
             "data_key": crypto.encrypt_bytes(self._key, key_context(tenant_id, backup_id), ring),
         }, sort_keys=True).encode()
@@ -153,14 +162,14 @@ class ArchiveReader:
         try:
             self.header: dict[str, Any] = json.loads(header_bytes)
             key = crypto.decrypt_bytes(
-                self.header["data_key"], key_context(int(self.header["tenant_id"]), str(self.header["backup_id"])),
+                self.header["data_key"], key_context(self.header["tenant_id"], str(self.header["backup_id"])),
                 ring,
             )
         except (ValueError, KeyError, TypeError, crypto.DecryptionError):
             raise BackupCorrupted(corrupted_message(backup_id)) from None
         if self.header.get("backup_id") != backup_id:
             raise BackupCorrupted(corrupted_message(backup_id))
-        self.tenant_id = int(self.header["tenant_id"])
+        self.tenant_id = owner_of(self.header["tenant_id"])
         self._header_hash = hashlib.sha256(header_bytes).digest()
         self._aead = AESGCM(key)
         self._unzip = zlib.decompressobj()

@@ -21,6 +21,7 @@ with the manifest, or a crash leaves nothing behind (no half-restored schema, no
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -40,7 +41,7 @@ from kith.platform.backups.archive import (
     corrupted_message,
 )
 from kith.platform.backups.snapshot import Progress, live_tenant, quiet, tenant_tables
-from kith.platform.backups.storage import BackupNotFound, LocalStorage, Storage, check_backup_id
+from kith.platform.backups.storage import BackupNotFound, Storage, backup_storage, check_backup_id, threaded
 from kith.platform.db import TENANT_LOCK_CLASS, connect_raw, tenant_schema
 from kith.platform.migrations.runner import latest_version, tenant_migrations, tenant_sql_since
 
@@ -234,8 +235,8 @@ async def restore_tenant(
 async def verify_latest(tenant_id: int, *, progress: Progress = quiet, storage: Storage | None = None,
                         url: str | None = None) -> RestoreResult:
     """Restore the newest backup into a scratch schema, check it against its manifest, roll back."""
-    store = storage or LocalStorage()
-    found = store.manifests(tenant_id)
+    store = storage or backup_storage()
+    found = await asyncio.to_thread(store.manifests, tenant_id)
     if not found:
         raise BackupNotFound(f"workspace {tenant_id} has no backups yet; make one with `kith backups create`")
     return await _restore(tenant_id, str(found[0]["backup_id"]), switch=False, keep=False, progress=progress,
@@ -245,14 +246,14 @@ async def verify_latest(tenant_id: int, *, progress: Progress = quiet, storage: 
 async def _restore(tenant_id: int, backup_id: str, *, switch: bool, keep: bool, progress: Progress,
                    storage: Storage | None, url: str | None) -> RestoreResult:
     started = time.monotonic()
-    store = storage or LocalStorage()
+    store = storage or backup_storage()
     check_backup_id(backup_id)
     tenant_id = int(tenant_id)
     schema = f"{tenant_schema(tenant_id)}_{'r' if keep else 'v'}{_stamp()}"
     conn = await connect_raw(url)
     try:
         await live_tenant(conn, tenant_id)
-        with store.reader(tenant_id, backup_id) as src:
+        async with threaded(store.reader(tenant_id, backup_id)) as src:
             tx = conn.transaction()
             await tx.start()
             try:

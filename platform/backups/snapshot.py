@@ -11,6 +11,7 @@ number of tenant schemas.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -30,7 +31,7 @@ from kith.platform.backups.archive import (
     ArchiveWriter,
     BackupError,
 )
-from kith.platform.backups.storage import LocalStorage, Storage
+from kith.platform.backups.storage import Storage, backup_storage, threaded
 from kith.platform.db import TENANT_LOCK_CLASS, connect_raw, tenant_schema
 
 Progress = Callable[[str], None]
@@ -86,8 +87,8 @@ async def live_tenant(conn: asyncpg.Connection, tenant_id: int) -> asyncpg.Recor
 async def backup_tenant(
     tenant_id: int, *, progress: Progress = quiet, storage: Storage | None = None, url: str | None = None
 ) -> BackupResult:
-    """Back up one tenant schema into `storage` (default: the local backup folder)."""
-    store = storage or LocalStorage()
+    """Back up one tenant schema into `storage` (default: `backup_storage()`, S3 or the local folder)."""
+    store = storage or backup_storage()
     started = time.monotonic()
     schema = tenant_schema(tenant_id)
     conn = await connect_raw(url)
@@ -130,7 +131,7 @@ async def _snapshot(conn: asyncpg.Connection, tenant_id: int, schema: str, store
     }
     progress(f"backing up '{tenant['slug']}' ({schema}, version {tenant['schema_version']}): "
              f"{len(tables)} tables, backup {backup_id}")
-    with store.writer(tenant_id, backup_id) as out:
+    async with threaded(store.writer(tenant_id, backup_id)) as out:
         writer = ArchiveWriter(out, tenant_id=tenant_id, backup_id=backup_id, created_at=created_at)
         writer.json_record(KIND_HEADER, {key: manifest[key] for key in
                                          ("backup_id", "tenant_id", "slug", "schema_version", "created_at")}
@@ -155,7 +156,7 @@ async def _snapshot(conn: asyncpg.Connection, tenant_id: int, schema: str, store
         writer.json_record(KIND_MANIFEST, manifest)
         writer.close()
         size_bytes = writer.size
-    store.save_manifest(tenant_id, backup_id, manifest)
+    await asyncio.to_thread(store.save_manifest, tenant_id, backup_id, manifest)
     total = sum(t["rows"] for t in manifest["tables"].values())
     progress(f"backup {backup_id}: {total:,} rows, {size_bytes:,} bytes (compressed, encrypted)")
     return BackupResult(backup_id, tenant_id, str(tenant["slug"]), manifest, size_bytes, 0.0, "")

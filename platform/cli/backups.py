@@ -1,8 +1,10 @@
-"""`kith backups create|list|restore|verify`: per-tenant backups from the command line.
+"""`kith backups create|list|restore|verify` (per workspace) and `kith backups platform
+create|list|verify|restore` (the public schema) from the command line.
 
 Importing this module is cheap (argparse only), so `kith --help` stays fast; each command
-imports what it needs when it runs. Bad input (unknown workspace or backup, a corrupted or
-truncated archive) ends with one line on stderr and exit status 2.
+imports what it needs when it runs. Backups go where `backup_storage()` says (the S3 bucket of
+KITH_BACKUP_S3_BUCKET, else KITH_DATA_DIR/backups). Bad input (unknown workspace or backup, a
+corrupted or truncated archive, a missing bucket) ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -62,15 +64,13 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     async def action() -> int:
-        from kith.platform.backups import LocalStorage
+        from kith.platform.backups import backup_storage
 
-        found = LocalStorage().manifests(await _tenant_id(args.tenant))
+        found = await asyncio.to_thread(backup_storage().manifests, await _tenant_id(args.tenant))
         if not found:
             _say(f"no backups of '{args.tenant}' yet")
         for m in found:
-            rows = sum(int(t["rows"]) for t in m.get("tables", {}).values())
-            _say(f"{m['backup_id']}  {m['created_at']}  version {m['schema_version']}  {rows:,} rows  "
-                 f"{int(m.get('size_bytes', 0)):,} bytes")
+            _say(_list_line(m, "schema_version"))
         return 0
 
     return _run(action)
@@ -105,12 +105,101 @@ def run_verify(args: argparse.Namespace) -> int:
     return _run(action)
 
 
+def _list_line(manifest: dict[str, Any], version_key: str) -> str:
+    rows = sum(int(t["rows"]) for t in manifest.get("tables", {}).values())
+    return (f"{manifest['backup_id']}  {manifest['created_at']}  version {manifest[version_key]}  {rows:,} rows  "
+            f"{int(manifest.get('size_bytes', 0)):,} bytes")
+
+
+def run_platform_create(args: argparse.Namespace) -> int:
+    async def action() -> int:
+        from kith.platform.backups.platform_schema import backup_platform
+
+        result = await backup_platform(progress=_say)
+        _say(f"created platform backup {result.backup_id} in {result.location} ({result.seconds:.1f} s)")
+        return 0
+
+    return _run(action)
+
+
+def run_platform_list(args: argparse.Namespace) -> int:
+    async def action() -> int:
+        from kith.platform.backups.platform_schema import platform_backups
+
+        found = await platform_backups()
+        if not found:
+            _say("no platform backups yet")
+        for m in found:
+            _say(_list_line(m, "public_version"))
+        return 0
+
+    return _run(action)
+
+
+def run_platform_verify(args: argparse.Namespace) -> int:
+    async def action() -> int:
+        from kith.platform.backups.platform_schema import verify_platform
+
+        backup_id = args.backup.strip() if args.backup else None
+        result = await verify_platform(backup_id, progress=_say)
+        _say(f"platform backup {result.backup_id} is good ({sum(result.rows.values()):,} rows, "
+             f"{result.seconds:.1f} s)")
+        return 0
+
+    return _run(action)
+
+
+def run_platform_restore(args: argparse.Namespace) -> int:
+    async def action() -> int:
+        from kith.platform.backups.platform_schema import restore_platform
+
+        result = await restore_platform(args.backup.strip(), progress=_say)
+        _say(f"restored platform backup {result.backup_id} into schema {result.schema} (the live public schema "
+             "is untouched; copy what you need from it, then drop it)")
+        return 0
+
+    return _run(action)
+
+
+def _add_platform_parser(actions: Any) -> None:
+    platform = actions.add_parser(
+        "platform", help="back up, list, verify and restore the platform's own data (the public schema)",
+        description="The platform's own backup: every table of the public schema (workspaces, accounts, "
+                    "billing, operators, the platform audit log...) in one consistent snapshot, compressed and "
+                    "encrypted like a workspace's, kept under platform/ beside the workspaces' backups.",
+    )
+    steps = platform.add_subparsers(dest="platform_command", metavar="<action>", required=True)
+    steps.add_parser("create", help="back up the public schema now",
+                     description="Back up every table of the public schema now and print the backup id."
+                     ).set_defaults(handler=run_platform_create)
+    steps.add_parser("list", help="list the platform's backups, newest first",
+                     description="List the platform's backups: id, time, public migration version, rows, size."
+                     ).set_defaults(handler=run_platform_list)
+    verify = steps.add_parser(
+        "verify", help="load a platform backup into a scratch schema and check it",
+        description="Load the latest platform backup (or --backup ID) into a scratch schema, check every table "
+                    "against the manifest, then drop the scratch schema. Exit 0 when it is good.",
+    )
+    verify.add_argument("--backup", metavar="ID", help="backup id (default: the latest)")
+    verify.set_defaults(handler=run_platform_verify)
+    restore = steps.add_parser(
+        "restore", help="load a platform backup into a new schema, for an operator to copy from",
+        description="Load a platform backup into a new schema kith_platform_r<time>, checked against its "
+                    "manifest, and keep it. The live public schema is not touched: copy the rows you need from "
+                    "it, then drop it.",
+    )
+    restore.add_argument("--backup", required=True, metavar="ID", help="backup id (see `kith backups platform list`)")
+    restore.set_defaults(handler=run_platform_restore)
+
+
 def add_backups_parser(commands: Any) -> None:
     """Register `kith backups ...` on the top-level subparsers."""
     backups = commands.add_parser(
-        "backups", help="back up, list, restore and verify a workspace's data",
+        "backups", help="back up, list, restore and verify a workspace's data (or the platform's)",
         description="Per-workspace backups: one consistent snapshot of the workspace's schema, compressed "
-                    "and encrypted with KITH_ENCRYPTION_KEYS, kept in <KITH_DATA_DIR>/backups.",
+                    "and encrypted with KITH_ENCRYPTION_KEYS, kept in the S3 bucket KITH_BACKUP_S3_BUCKET, or "
+                    "in <KITH_DATA_DIR>/backups when it is unset. `kith backups platform` does the same for the "
+                    "platform's own tables (the public schema).",
     )
     actions = backups.add_subparsers(dest="backups_command", metavar="<action>", required=True)
     create = actions.add_parser("create", help="back up a workspace now",
@@ -138,3 +227,4 @@ def add_backups_parser(commands: Any) -> None:
     )
     verify.add_argument("--tenant", required=True, metavar="SLUG", help="workspace slug")
     verify.set_defaults(handler=run_verify)
+    _add_platform_parser(actions)

@@ -208,6 +208,9 @@ Exit status: 0 when everything is current, 1 when a tenant failed (named in the 
     from kith.platform.cli.backups import add_backups_parser  # argparse only: cheap to import
 
     add_backups_parser(commands)
+    from kith.platform.cli.imports import add_imports_parser  # argparse only: cheap to import
+
+    add_imports_parser(commands)
     return parser
 
 

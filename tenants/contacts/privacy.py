@@ -144,6 +144,10 @@ async def erase_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
         events = await session.tx.execute_query_dict(
             "WITH gone AS (DELETE FROM consent_events WHERE contact_id = $1 RETURNING 1)"
             " SELECT count(*) AS n FROM gone", [contact_id])
+        # the values an import replaced or wrote, kept for its undo, are personal data too
+        await session.tx.execute_query(
+            "DELETE FROM import_changes c USING imports i WHERE c.record_id = $1 AND i.id = c.import_id"
+            " AND i.object_type = 'contacts'", [contact_id])
         conn = raw_connection(session.tx)
         destroyed = await destroy_subject_key(conn, (OBJECT, contact_id))
         removed = scrubbed = 0

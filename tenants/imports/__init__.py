@@ -1,0 +1,1 @@
+"""Imports of contacts, companies and leads from CSV and XLSX files (issue 7)."""
