@@ -2,9 +2,10 @@
 (a dry run), import, undo and the rejected rows, with the real pipeline run in this process
 (`runner.execute`, what the arq job calls: a worker process would add nothing here; the browser
 test runs one). Also: a role without the import permission, another workspace's member, bad
-input (an empty file, no file, a binary file, an unknown or wrong encoding, an unknown kind, a mapping to an unknown field or a
-column that does not exist, a match key whose field is not mapped, a duplicate choice that does
-not exist, starting an import twice, a file over the size limit) and the OpenAPI document. Then
+input (an empty file, no file, a binary file, an unknown or wrong encoding, an unknown kind, a
+mapping to an unknown field or a column that does not exist, a match key whose field is not
+mapped, a duplicate choice that does not exist, starting an import twice, a file over the size
+limit) and the OpenAPI document. Then
 the pages through HTTP: errors shown on the upload and mapping forms, reading the file again with
 another delimiter, the progress JSON, cancel, and the refusals of a role without import and of a
 stranger."""
