@@ -298,3 +298,30 @@ async def test_remembered_mapping_and_companies_and_leads(workspace: Workspace, 
     async with tenant_scope(workspace.tenant_id) as tx:
         lead = (await tx.execute_query_dict("SELECT name, status FROM leads"))[0]
     assert lead == {"name": "Grace Hopper", "status": "contacted"}
+
+
+async def test_marketing_consent_is_recorded_with_its_source(workspace: Workspace, tmp_path: Path) -> None:
+    actor = owner(workspace)
+    path = _write(tmp_path, "consent.csv", [["姓名", "邮箱", "营销许可"], ["张伟", "zw@example.cn", "同意"],
+                                             ["李娜", "ln@example.cn", ""]])
+    done = await _import(actor, path)
+    assert done["mapping"]["2"] == "marketing_consent"
+    contacts = await _contacts(workspace)
+    assert contacts["张伟"]["marketing_consent"] == "granted"
+    assert contacts["张伟"]["consent_source"] == f"import #{done['id']}"
+    assert contacts["李娜"]["marketing_consent"] == "unknown" and contacts["李娜"]["consent_source"] == ""
+    withdrawn = _write(tmp_path, "withdrawn.csv", [["姓名", "邮箱", "营销许可"], ["张伟", "zw@example.cn", "退订"]])
+    again = await _import(actor, withdrawn, mode="update")
+    assert again["counts"]["updated"] == 1
+    after = (await _contacts(workspace))["张伟"]
+    assert after["marketing_consent"] == "withdrawn" and after["unsubscribed_at"] is not None
+    async with tenant_scope(workspace.tenant_id) as tx:
+        events = await tx.execute_query_dict(
+            "SELECT state, source FROM consent_events WHERE contact_id = $1 ORDER BY id", [after["id"]])
+    assert [(e["state"], e["source"]) for e in events] == [
+        ("granted", f"import #{done['id']}"), ("withdrawn", f"import #{again['id']}")]
+    # undo of the update restores consent as it was, with its source
+    await service.undo_import(actor, again["id"], enqueue=False)
+    await execute(workspace.tenant_id, "CN", again["id"], "undo")
+    restored = (await _contacts(workspace))["张伟"]
+    assert restored["marketing_consent"] == "granted" and restored["unsubscribed_at"] is None

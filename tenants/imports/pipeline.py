@@ -13,8 +13,8 @@ set-based statements, never row by row:
    duplicate of an earlier row of the file: the first row wins when skipping, the last when
    updating), scope (an existing record the actor may not edit), merge (a later row of the file
    updating a record this import created);
-3. create: ids drawn from the table's sequence in one statement, then one INSERT ... SELECT
-   that also journals each record in import_changes;
+3. create: one INSERT ... SELECT that also journals each record in import_changes (and, for
+   contacts, records the consent the file gives in consent_events);
 4. update: one UPDATE ... FROM the staging table that changes only the fields the file gives
    (an empty cell leaves the field alone), journalling each changed field's value before and after.
 
@@ -191,8 +191,8 @@ class _Sql:
         cols = ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in self.columns)
         extra = ", company_id bigint" if self.plan.target.links_company else ""
         return (f"CREATE TEMPORARY TABLE import_stage (line integer PRIMARY KEY, {cols}, custom jsonb{extra},"
-                " match_id bigint, match_owner bigint, seen boolean NOT NULL DEFAULT false, cls text,"
-                " new_id bigint) ON COMMIT DROP")
+                " match_id bigint, match_owner bigint, seen boolean NOT NULL DEFAULT false, cls text)"
+                " ON COMMIT DROP")
 
     def copy_columns(self) -> list[str]:
         return ["line", *self.columns, "custom"]
@@ -256,17 +256,15 @@ class _Sql:
             "UPDATE import_stage s SET company_name = c.name FROM companies c WHERE c.id = s.company_id",
         ]
 
-    def assign_ids(self) -> str:
-        return "UPDATE import_stage SET new_id = nextval($1::regclass) WHERE cls = 'create'"
-
     def _value(self, column: str) -> str:
         default = self.defaults.get(column)
         return f"coalesce(s.{column}, {default})" if default is not None else f"s.{column}"
 
     def insert(self) -> str:
-        """Create the rows classed 'create' ($1 import id, $2 owner, $3 actor, $4 consent source)."""
-        columns = ["id", *self.columns, "custom", "owner_id", "created_by_id"]
-        values = ["s.new_id", *(self._value(c) for c in self.columns), "coalesce(s.custom, '{}'::jsonb)", "$2", "$3"]
+        """Create the rows classed 'create' ($1 import id, $2 owner, $3 actor, $4 consent source, $5-$7
+        the actor's kind, id and label for consent events)."""
+        columns = [*self.columns, "custom", "owner_id", "created_by_id"]
+        values = [*(self._value(c) for c in self.columns), "coalesce(s.custom, '{}'::jsonb)", "$2", "$3"]
         if self.plan.target.links_company:
             columns.append("company_id")
             values.append("s.company_id")
@@ -275,14 +273,17 @@ class _Sql:
             values += ["CASE WHEN s.marketing_consent IS NULL THEN '' ELSE $4 END",
                        "CASE WHEN s.marketing_consent IS NULL THEN NULL ELSE now() END",
                        "CASE WHEN s.marketing_consent = 'withdrawn' THEN now() END"]
-        events = ""
+        events, returning = "", "id"
         if self.consent:
+            # a new record's consent is the file's own (granted or withdrawn) or 'unknown' when it says nothing
+            returning = "id, marketing_consent"
             events = (", events AS (INSERT INTO consent_events (contact_id, state, source, at, actor_kind, actor_id,"
-                      " actor) SELECT s.new_id, s.marketing_consent, $4, now(), $5, coalesce($3::text, ''), $6"
-                      " FROM import_stage s WHERE s.cls = 'create' AND s.marketing_consent IS NOT NULL)")
+                      " actor) SELECT m.id, m.marketing_consent, $4, now(), $5, $6, $7"
+                      " FROM made m WHERE m.marketing_consent <> 'unknown')")
         return (
             f"WITH made AS (INSERT INTO {self.table} ({', '.join(columns)})"  # noqa: S608
-            f" SELECT {', '.join(values)} FROM import_stage s WHERE s.cls = 'create' ORDER BY s.line RETURNING id)"
+            f" SELECT {', '.join(values)} FROM import_stage s WHERE s.cls = 'create' ORDER BY s.line"
+            f" RETURNING {returning})"
             f"{events}"
             " INSERT INTO import_changes (import_id, record_id, action) SELECT $1, id, 'created' FROM made"
         )
@@ -369,8 +370,6 @@ async def run_import(session: TenantSession, plan: RunPlan, progress: Progress) 
     await tx.execute_query(sql.staging_ddl())
     if plan.check_only and sql.key is not None:
         await tx.execute_query("CREATE TEMPORARY TABLE import_seen (key text PRIMARY KEY) ON COMMIT DROP")
-    sequence = (await tx.execute_query_dict("SELECT pg_get_serial_sequence($1, 'id') AS seq",
-                                            [plan.target.table]))[0]["seq"]
     owners = session.policy.owner_ids(plan.target.object_type)
     owner_list = sorted(owners) if owners is not None else None
     source = f"import #{plan.import_id}"
@@ -408,7 +407,7 @@ async def run_import(session: TenantSession, plan: RunPlan, progress: Progress) 
                 if sql.key is not None:
                     await tx.execute_query(sql.remember_seen())
             else:
-                await _write_batch(session, sql, plan, tally, counts, sequence, source)
+                await _write_batch(session, sql, plan, tally, counts, source)
             if await progress("checking" if plan.check_only else "importing", item.read):
                 raise ImportCancelled
     finally:
@@ -420,7 +419,7 @@ async def run_import(session: TenantSession, plan: RunPlan, progress: Progress) 
 
 
 async def _write_batch(session: TenantSession, sql: _Sql, plan: RunPlan, tally: dict[str, int], counts: Counts,
-                       sequence: str, source: str) -> None:
+                       source: str) -> None:
     tx, actor = session.tx, session.actor
     if tally["created"]:
         if plan.target.object_type == "contacts":
@@ -428,12 +427,11 @@ async def _write_batch(session: TenantSession, sql: _Sql, plan: RunPlan, tally: 
         if sql.links_company:
             for statement in sql.link_companies():
                 await tx.execute_query(statement)
-        await tx.execute_query(sql.assign_ids(), [sequence])
         args: list[Any] = [plan.import_id, actor.identity_id, actor.identity_id]
         if plan.target.has_consent:
             args.append(source)
         if sql.consent:
-            args += [actor.kind, actor.label]
+            args += [actor.kind, "" if actor.identity_id is None else str(actor.identity_id), actor.label]
         await tx.execute_query(sql.insert(), args)
         counts.created += tally["created"]
     if tally["updating"]:
