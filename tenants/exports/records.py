@@ -46,7 +46,10 @@ from kith.tenants.records.spec import Kind, RecordSpec
 from kith.tenants.records.views import ViewDefinition, list_query_of, load_members, visible_view
 
 FORMATS = ("csv", "xlsx")
-PAGES_PER_BATCH = 10  # 1,000 rows per short transaction
+# An export reads pages far bigger than a list's (100): per query the cost is mostly the round
+# trip and the keyset seek, so 2,000 rows a page cut a million-row export's queries twentyfold.
+EXPORT_PAGE = 2_000
+PAGES_PER_BATCH = 5  # 10,000 rows per short transaction
 ALL_COLUMNS = "all"
 
 
@@ -173,7 +176,7 @@ async def export_rows(actor: Actor, plan: ExportPlan) -> AsyncIterator[list[Any]
     """Every row of the planned export as a list of typed values, in the query's order."""
     spec = _kind(plan.object_type).spec
     query = ListQuery(filters=list(plan.query.filters), sort=plan.query.sort, q=plan.query.q, cursor=None,
-                      limit=MAX_LIMIT, columns=plan.query.columns)
+                      limit=EXPORT_PAGE, columns=plan.query.columns)
     count = 0
     done = False
     while not done:
@@ -183,7 +186,8 @@ async def export_rows(actor: Actor, plan: ExportPlan) -> AsyncIterator[list[Any]
             session.require(plan.object_type, "export")
             members = {m.identity_id: m.email for m in await load_members(session)}
             for _ in range(PAGES_PER_BATCH):
-                page = await query_records(session, spec, query, with_custom_fields=True, audit_reads=False)
+                page = await query_records(session, spec, query, with_custom_fields=True, audit_reads=False,
+                                           max_limit=EXPORT_PAGE)
                 batch += [[_value(c, row, members) for c in plan.columns] for row in page.items]
                 query.cursor = page.next_cursor
                 if page.next_cursor is None:

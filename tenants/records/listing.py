@@ -362,13 +362,15 @@ async def query_records(
     scoped: bool = True,
     with_custom_fields: bool = False,
     audit_reads: bool = True,
+    max_limit: int = MAX_LIMIT,
 ) -> RecordPage:
     """One page of `spec`'s records inside `session` (permission 'view' is the caller's check).
 
     `where` adds conditions of the caller's own with `params` as their $1..$n; `scoped=False`
     lists records outside the actor's owner scope (the public pool: records nobody owns).
     `audit_reads=False` is for callers that record the disclosure themselves (an export writes
-    one entry for the whole file instead of one per page).
+    one entry for the whole file instead of one per page). `max_limit` lets Kith's own readers of
+    whole lists (exports) take bigger pages than people and API clients may ask for.
     """
     hidden = session.policy.hidden_fields(spec.object_type)
     custom: list[CustomField] = []
@@ -376,15 +378,7 @@ async def query_records(
         custom = await load_custom_fields(session.tx, spec.object_type)
     p = _Params(params)
     conditions = [f"({w})" for w in where]
-    owners = session.policy.owner_ids(spec.object_type) if scoped and spec.owner_field else None
-    if owners is not None:
-        conditions.append(f"{spec.table}.{spec.owner_field} = ANY({p.add(sorted(owners))}::bigint[])")
-    for name, op, value in query.filters:
-        f = _resolve(spec, name, custom)
-        if not f.filterable:
-            raise ListError("filter", f"{name} cannot be filtered on")
-        _guard(session, spec, f, hidden)
-        conditions.append(_condition(f, op, value, session, p))
+    conditions += _scope_and_filters(session, spec, query.filters, custom, hidden, p, scoped)
     if query.q:
         searched = [spec.field(n) for n in spec.searched]
         visible = [s for s in searched if s is not None and s.guarded_by() not in hidden]
@@ -413,7 +407,7 @@ async def query_records(
     direction = " DESC" if descending else ""
     order = (f"{id_expr}{direction}" if sort_field.name == "id"
              else f"{_sort_expr(sort_field)}{direction}, {id_expr}{direction}")
-    limit = max(1, min(query.limit, MAX_LIMIT))
+    limit = max(1, min(query.limit, max_limit))
     sql = (f"{spec.select_sql} {spec.from_sql}" + (" WHERE " + " AND ".join(conditions) if conditions else "")
            + f" ORDER BY {order} LIMIT {p.add(limit + 1)}")
     rows = await session.tx.execute_query_dict(sql, p.values)
@@ -426,6 +420,34 @@ async def query_records(
         sort_value = last["id"] if sort_field.name == "id" else _cursor_value(sort_field, last)
         next_cursor = _encode_cursor(sort_value, int(last["id"]))
     return RecordPage(items=items, next_cursor=next_cursor, hidden=hidden, columns=columns, custom_fields=custom)
+
+
+def _scope_and_filters(session: TenantSession, spec: RecordSpec, filters: Sequence[tuple[str, str, str]],
+                       custom: Sequence[CustomField], hidden: frozenset[str], p: _Params, scoped: bool) -> list[str]:
+    conditions: list[str] = []
+    owners = session.policy.owner_ids(spec.object_type) if scoped and spec.owner_field else None
+    if owners is not None:
+        conditions.append(f"{spec.table}.{spec.owner_field} = ANY({p.add(sorted(owners))}::bigint[])")
+    for name, op, value in filters:
+        f = _resolve(spec, name, custom)
+        if not f.filterable:
+            raise ListError("filter", f"{name} cannot be filtered on")
+        _guard(session, spec, f, hidden)
+        conditions.append(_condition(f, op, value, session, p))
+    return conditions
+
+
+async def filter_conditions(session: TenantSession, spec: RecordSpec, filters: Sequence[tuple[str, str, str]], *,
+                            params: Sequence[Any] = (), scoped: bool = True) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions of `filters` on `spec`'s table (with the actor's record scope unless
+    scoped=False), and their parameters after `params`, for statements other than a list page
+    (a segment's count, the recipients a campaign freezes). The same checks as a list: unknown
+    fields, hidden fields and bad values are refused."""
+    custom = await load_custom_fields(session.tx, spec.object_type) if spec.custom_fields else []
+    p = _Params(params)
+    conditions = _scope_and_filters(session, spec, filters, custom, session.policy.hidden_fields(spec.object_type),
+                                    p, scoped)
+    return conditions, list(p.values)
 
 
 def _cursor_value(f: _Field, row: Mapping[str, Any]) -> Any:
