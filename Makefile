@@ -6,6 +6,7 @@
 #   make bench  tenant provisioning / migration benchmark
 #   make bench-audit  audit log benchmark (append cost, update overhead, verify of 1M entries)
 #   make bench-crm    CRM benchmark: 1M contacts by COPY, then list/search/360/board over HTTP
+#   make bench-import import benchmark: 1M-row GBK CSV imported, all contacts exported, backup + restore
 #   make clean  remove caches and build output (keeps .venv and the dev data in .kith)
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: dev test lint bench bench-audit bench-crm clean install system-deps
+.PHONY: dev test lint bench bench-audit bench-crm bench-import clean install system-deps
 
 dev: $(INSTALLED)
 	$(BIN)/kith dev --port $(PORT)
@@ -34,6 +35,9 @@ bench-audit: $(INSTALLED)
 
 bench-crm: $(INSTALLED)
 	$(BIN)/kith crm-bench run
+
+bench-import: $(INSTALLED)
+	$(BIN)/kith import-bench
 
 install: $(INSTALLED)
 

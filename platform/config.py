@@ -102,6 +102,20 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "KITH_IMPORT_MAX_MB": ("500", "Largest file an import takes, in MB (uploads stream to disk; memory stays flat)."),
     "KITH_BACKUP_STALE_MINUTES": ("10", "Minutes without a heartbeat after which a running backup or restore counts "
                                   "as abandoned (its worker died), so another may start."),
+    "KITH_EXPORT_KEEP_DAYS": ("7", "Days a background export's file is kept for download (in KITH_DATA_DIR/exports) "
+                              "before a daily job deletes it."),
+    "KITH_SES_REGION": ("", "Amazon SES region campaign emails go through (e.g. eu-west-1; credentials: the AWS_* "
+                        "variables or boto3's usual chain), even when SMTP_HOST is set. Unset: campaigns go through "
+                        "SMTP_HOST, or to the dev outbox."),
+    "KITH_SES_ENDPOINT_URL": ("", "URL of the SES API (tests point it at moto). Unset: AWS's own for "
+                              "KITH_SES_REGION."),
+    "KITH_CAMPAIGN_SENDERS": ("4", "Campaign emails one worker process sends at once (each sender keeps its own "
+                              "SMTP connection)."),
+    "KITH_CAMPAIGN_RATE_PER_MINUTE": ("60000", "Most campaign emails one workspace sends per minute, across all "
+                                      "workers."),
+    "KITH_SNS_CERT_HOSTS": ("", "Extra hosts (host or host:port, comma-separated) allowed to serve SNS signing "
+                            "certificates and subscription URLs for /webhooks/ses, over http too (tests). Unset: "
+                            "only https://sns.<region>.amazonaws.com."),
 }
 
 
@@ -162,6 +176,12 @@ class Settings:
     backup_keep_manual: int
     backup_stale_minutes: int
     import_max_mb: int
+    export_keep_days: int
+    ses_region: str
+    ses_endpoint_url: str
+    campaign_senders: int
+    campaign_rate_per_minute: int
+    sns_cert_hosts: tuple[str, ...]
 
     @property
     def secure_cookies(self) -> bool:
@@ -275,6 +295,12 @@ def load_settings() -> Settings:
         backup_keep_manual=max(1, int(_env("KITH_BACKUP_KEEP_MANUAL"))),
         backup_stale_minutes=max(2, int(_env("KITH_BACKUP_STALE_MINUTES"))),
         import_max_mb=max(1, int(_env("KITH_IMPORT_MAX_MB"))),
+        export_keep_days=max(1, int(_env("KITH_EXPORT_KEEP_DAYS"))),
+        ses_region=_env("KITH_SES_REGION").strip(),
+        ses_endpoint_url=_env("KITH_SES_ENDPOINT_URL").strip().rstrip("/"),
+        campaign_senders=max(1, int(_env("KITH_CAMPAIGN_SENDERS"))),
+        campaign_rate_per_minute=max(1, int(_env("KITH_CAMPAIGN_RATE_PER_MINUTE"))),
+        sns_cert_hosts=tuple(h.strip().lower() for h in _env("KITH_SNS_CERT_HOSTS").split(",") if h.strip()),
     )
 
 

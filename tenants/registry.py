@@ -9,6 +9,7 @@ import kith.tenants.leads.access  # noqa: F401
 import kith.tenants.deals.access  # noqa: F401
 import kith.tenants.activities.access  # noqa: F401 - activities and tasks
 import kith.tenants.sales.access  # noqa: F401 - products and orders
+import kith.tenants.campaigns.access  # noqa: F401 - campaigns, segments, email templates
 
 TENANT_MODEL_MODULES = ["kith.tenants.contacts.models"]
 

@@ -62,9 +62,9 @@ def services() -> Iterator[Services]:
         "KITH_SECRET_KEY": secrets.token_urlsafe(32),
     }
     try:
-        with restored_environment(*env, "SMTP_HOST", "SENTRY_DSN"):
+        with restored_environment(*env, "SMTP_HOST", "SENTRY_DSN", "KITH_SES_REGION", "KITH_SES_ENDPOINT_URL"):
             os.environ.update(env)
-            for k in ("SMTP_HOST", "SENTRY_DSN"):
+            for k in ("SMTP_HOST", "SENTRY_DSN", "KITH_SES_REGION", "KITH_SES_ENDPOINT_URL"):
                 os.environ.pop(k, None)
             reset_settings()
             try:

@@ -60,15 +60,17 @@ async def test_limits_are_enforced_where_the_work_happens(workspace: Workspace) 
     async with tenant_scope(workspace.tenant_id) as tx:  # inside the caller's own tenant transaction
         with pytest.raises(LimitExceeded):
             await check_contact_capacity(workspace.tenant_id, 501, tx)
-    async with platform_tx() as tx:
-        for n in range(3):
+    async with tenant_scope(workspace.tenant_id) as tx:  # 3 campaign emails sent this month, 1 waiting
+        campaign = await tx.execute_query_dict(
+            "INSERT INTO campaigns (name, status) VALUES ('Quota', 'sending') RETURNING id")
+        for n in range(4):
             await tx.execute_query(
-                "INSERT INTO public.outbox_emails (tenant_id, kind, dedupe_key, to_address, subject, body_text)"
-                " VALUES ($1, 'campaign', $2, 'a@example.com', 's', 'b')",
-                [workspace.tenant_id, f"quota-{workspace.tenant_id}-{n}"])
-    await check_email_quota(workspace.tenant_id, 197)
-    with pytest.raises(LimitExceeded, match="200 campaign emails this month; 3 are used"):
-        await check_email_quota(workspace.tenant_id, 198)
+                "INSERT INTO campaign_recipients (campaign_id, email, status, sent_at)"
+                " VALUES ($1, $2, $3, CASE WHEN $3 = 'sent' THEN now() END)",
+                [campaign[0]["id"], f"a{n}@example.com", "sent" if n < 3 else "pending"])
+    await check_email_quota(workspace.tenant_id, 196)
+    with pytest.raises(LimitExceeded, match="200 campaign emails this month; 4 are used"):
+        await check_email_quota(workspace.tenant_id, 197)
     usage = await usage_of(workspace.tenant_id)
     assert (usage.seats, usage.contacts, usage.emails_this_month) == (2, 0, 3) and usage.storage_mb > 0
 

@@ -103,7 +103,11 @@ async def test_contact_crud_in_pages(workspace: Workspace) -> None:
 
 
 # POST routes that are not forms people submit, with what authenticates them instead
-NOT_FORMS = {"/webhooks/stripe": "Stripe's signature (stripe.Webhook.construct_event)"}
+NOT_FORMS = {
+    "/webhooks/stripe": "Stripe's signature (stripe.Webhook.construct_event)",
+    "/webhooks/ses": "the SNS message signature (kith.tenants.campaigns.sns.verify_message)",
+    "/e/u/{token}": "the signed unsubscribe token (RFC 8058 one-click POSTs carry no form token)",
+}
 
 
 async def test_every_form_route_refuses_a_post_without_csrf(workspace: Workspace) -> None:

@@ -31,10 +31,12 @@ from kith.web import (
     auth_pages,
     backup_pages,
     billing_pages,
+    campaign_pages,
     company_pages,
     contact_pages,
     deal_pages,
     dev_pages,
+    export_job_pages,
     export_pages,
     health,
     import_pages,
@@ -45,7 +47,10 @@ from kith.web import (
     record_pages,
     sales_pages,
     search_pages,
+    segment_pages,
+    template_pages,
     token_pages,
+    tracking_pages,
     verify_pages,
     webhooks,
     workspace_pages,
@@ -55,9 +60,12 @@ from kith.web.api import admin as _admin_api  # noqa: F401 - registers the admin
 from kith.web.api import audit as _audit_api  # noqa: F401 - registers the audit endpoint
 from kith.web.api import backups as _backups_api  # noqa: F401 - the workspace's backups and Back up now
 from kith.web.api import billing as _billing_api  # noqa: F401 - registers the billing endpoints
+from kith.web.api import campaigns as _campaigns_api  # noqa: F401 - segments, campaigns, sending and reports
 from kith.web.api import companies as _companies_api  # noqa: F401 - companies and the customer 360 view
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
 from kith.web.api import deals as _deals_api  # noqa: F401 - pipelines, stages, deals, board and forecast
+from kith.web.api import email_templates as _email_templates_api  # noqa: F401 - campaign email templates
+from kith.web.api import export_jobs as _export_jobs_api  # noqa: F401 - exports run in the background
 from kith.web.api import exports as _exports_api  # noqa: F401 - CSV/XLSX exports of lists and saved views
 from kith.web.api import imports as _imports_api  # noqa: F401 - CSV/XLSX imports: upload, map, check, run, undo
 from kith.web.api import leads as _leads_api  # noqa: F401 - leads, conversion and the public pool
@@ -135,7 +143,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 # POST routes that are not forms people submit: they authenticate another way
-NOT_FORMS = {"/webhooks/stripe"}
+# (campaign unsubscribe links: the signed token is the proof, and RFC 8058 one-click POSTs carry no form token)
+NOT_FORMS = {"/webhooks/stripe", "/webhooks/ses", "/e/u/{token}"}
 
 
 def _csrf_first(endpoint: Any) -> Any:
@@ -211,6 +220,11 @@ def create_app() -> Starlette:
         *dev_pages.routes,
         *backup_pages.routes,
         *import_pages.routes,
+        *export_job_pages.routes,
+        *campaign_pages.routes,
+        *segment_pages.routes,
+        *tracking_pages.routes,
+        *template_pages.routes,
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
     ]
     app = Starlette(

@@ -16,10 +16,6 @@ from kith.platform.billing.plans import Plan, check_limit, plan_for
 from kith.platform.billing.subscriptions import load_subscription_in
 from kith.platform.db import platform_tx, tenant_schema, tenant_scope
 
-# outbox_emails.kind values that count against the campaign quota (transactional mail
-# such as welcome, invites and dunning never does)
-CAMPAIGN_KIND_PREFIX = "campaign"
-
 
 @dataclass(frozen=True)
 class Usage:
@@ -52,11 +48,18 @@ async def active_seats_in(tx: BaseDBAsyncClient, tenant_id: int) -> int:
 
 
 async def emails_this_month_in(tx: BaseDBAsyncClient, tenant_id: int) -> int:
-    """Campaign emails recorded for the workspace since the first of this month (UTC)."""
+    """Campaign emails sent by the workspace since the first of this month (UTC). `tx` is the
+    tenant's own scope: campaign recipients live in the tenant schema."""
+    return await _count(tx, "SELECT count(*) FROM campaign_recipients WHERE sent_at >= $1", [month_start()])
+
+
+async def _emails_committed_in(tx: BaseDBAsyncClient) -> int:
+    """Sent this month, plus those still waiting in started campaigns (so that two campaigns started
+    together cannot pass the quota between them)."""
     return await _count(
-        tx, "SELECT count(*) FROM public.outbox_emails WHERE tenant_id = $1 AND kind LIKE $2 AND created_at >= $3",
-        [int(tenant_id), CAMPAIGN_KIND_PREFIX + "%", month_start()],
-    )
+        tx, "SELECT (SELECT count(*) FROM campaign_recipients WHERE sent_at >= $1)"
+            " + (SELECT count(*) FROM campaign_recipients r JOIN campaigns c ON c.id = r.campaign_id"
+            " WHERE r.status = 'pending' AND c.status IN ('sending', 'paused')) AS n", [month_start()])
 
 
 async def storage_mb_in(tx: BaseDBAsyncClient, tenant_id: int) -> float:
@@ -108,7 +111,13 @@ async def _check_contacts(tx: BaseDBAsyncClient, tenant_id: int, adding: int) ->
 
 
 async def check_email_quota(tenant_id: int, adding: int, tx: BaseDBAsyncClient | None = None) -> None:
-    """Raise LimitExceeded if sending `adding` campaign emails would exceed this month's quota."""
-    async with platform_tx(tx) as conn:  # type: ignore[arg-type]
-        check_limit(await _plan_in(conn, tenant_id), "emails_per_month",
-                    used=await emails_this_month_in(conn, tenant_id), adding=adding)
+    """Raise LimitExceeded if sending `adding` campaign emails would exceed this month's quota
+    (emails sent this month and those waiting in started campaigns count as used). `tx` must be
+    the tenant's own scope when given."""
+    if tx is not None:
+        check_limit(await _plan_in(tx, tenant_id), "emails_per_month", used=await _emails_committed_in(tx),
+                    adding=adding)
+        return
+    async with tenant_scope(tenant_id) as scoped:
+        check_limit(await _plan_in(scoped, tenant_id), "emails_per_month", used=await _emails_committed_in(scoped),
+                    adding=adding)

@@ -144,6 +144,9 @@ async def erase_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
         events = await session.tx.execute_query_dict(
             "WITH gone AS (DELETE FROM consent_events WHERE contact_id = $1 RETURNING 1)"
             " SELECT count(*) AS n FROM gone", [contact_id])
+        # campaign recipients keep the address and merge values they were sent with: scrubbed too
+        await session.tx.execute_query(
+            "UPDATE campaign_recipients SET email = '', merge = '{}'::jsonb WHERE contact_id = $1", [contact_id])
         # the values an import replaced or wrote, kept for its undo, are personal data too
         await session.tx.execute_query(
             "DELETE FROM import_changes c USING imports i WHERE c.record_id = $1 AND i.id = c.import_id"

@@ -11,6 +11,7 @@ their types.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import os
@@ -123,6 +124,11 @@ async def xlsx_chunks(labels: Sequence[str], rows: AsyncIterator[list[Any]], zon
             while chunk := f.read(XLSX_CHUNK):
                 yield chunk
     finally:
+        # rows that raised part-way (a refusal, a dropped download) leave the workbook open: close it,
+        # or xlsxwriter's temporary files stay open until garbage collection
+        with contextlib.suppress(Exception):
+            if not book.fileclosed:
+                book.close()
         os.unlink(path)
 
 

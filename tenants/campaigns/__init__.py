@@ -1,0 +1,1 @@
+"""Email marketing: segments, templates, campaigns sent exactly once, tracking and reports (issue 6)."""

@@ -1,0 +1,328 @@
+"""Sending a campaign: every recipient exactly once, by any number of workers.
+
+A sender takes ONE pending recipient per transaction, `FOR UPDATE SKIP LOCKED`, renders the
+email, hands it to the provider and marks the row sent in the same transaction, committed as
+soon as the provider accepted it. What a worker killed with SIGKILL leaves behind is decided by
+the database: before the commit the row is still pending and its lock died with the connection,
+so another sender (or the restarted worker) sends it; after the commit it is sent and nobody
+touches it again. Only a kill in the microseconds between the provider's "accepted" and the
+COMMIT leaving the socket could repeat one email; the COMMIT is sent before anything else runs.
+Several senders run side by side in a worker (asyncio tasks, each with its own connection and
+its own provider connection), and several workers share a campaign the same way.
+
+arq is not trusted to decide anything (it delivers at least once, does not retry a job that
+timed out, and picks up a dead worker's job only after the longest timeout): a job sends for at
+most a time budget, then queues its continuation; `public.campaign_queue` carries a heartbeat
+that the minute cron reads to queue sending jobs again for a campaign nobody is sending.
+
+A provider refusing a message for good (a 5xx from SMTP, SES rejecting it) is a bounce: the row
+fails and the address is suppressed. A provider refusing for now (connection refused, 4xx, rate
+limits) backs the campaign off: it waits for 2, 4, 8... seconds (at most 5 minutes) and pauses
+with the provider's words after 8 refusals in a row. A configuration problem (an invalid
+from-address, refused credentials) or a template that cannot render pauses it at once, with
+the reason on the campaign's page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kith.platform.config import get_settings
+from kith.platform.db import platform_tx, tenant_scope
+from kith.platform.observability import get_logger
+from kith.tenants.campaigns import links
+from kith.tenants.campaigns.providers import (
+    OutgoingEmail,
+    PermanentFailure,
+    Provider,
+    ProviderError,
+    TemporaryFailure,
+    provider_for,
+)
+from kith.tenants.campaigns.templates import TemplateError, render, split_name
+
+log = get_logger("kith.campaigns")
+MAX_FAILURES = 8
+HEARTBEAT_SECONDS = 5.0
+
+_NEXT = (
+    "SELECT r.id, r.contact_id, r.email, r.merge, (x.email IS NOT NULL) AS suppressed,"
+    " (r.contact_id IS NULL OR ct.id IS NULL OR ct.erased_at IS NOT NULL"
+    "  OR ct.marketing_consent <> 'granted') AS no_consent"
+    " FROM campaign_recipients r JOIN campaigns c ON c.id = r.campaign_id AND c.status = 'sending'"
+    " LEFT JOIN email_suppressions x ON x.email = lower(r.email)"
+    " LEFT JOIN contacts ct ON ct.id = r.contact_id"
+    " WHERE r.campaign_id = $1 AND r.status = 'pending' AND r.id > $2"
+    " ORDER BY r.id LIMIT 1 FOR UPDATE OF r SKIP LOCKED"
+)
+_SENT = (
+    "WITH s AS (UPDATE campaign_recipients SET status = 'sent', message_id = $2, sent_at = now(),"
+    " attempts = attempts + 1 WHERE id = $1 RETURNING id, campaign_id, contact_id),"
+    " e AS (INSERT INTO campaign_events (campaign_id, recipient_id, kind) SELECT campaign_id, id, 'sent' FROM s)"
+    " INSERT INTO activities (kind, subject, event, occurred_at, contact_id)"
+    " SELECT 'event', $3, $4::jsonb, now(), contact_id FROM s WHERE contact_id IS NOT NULL"
+)
+_BOUNCED = (
+    "WITH s AS (UPDATE campaign_recipients SET status = 'failed', error = $2, bounced_at = now(),"
+    " attempts = attempts + 1 WHERE id = $1 RETURNING id, campaign_id, contact_id, email),"
+    " x AS (INSERT INTO email_suppressions (email, reason, source) SELECT lower(email), 'bounced', $5 FROM s"
+    " ON CONFLICT (email) DO NOTHING),"
+    " e AS (INSERT INTO campaign_events (campaign_id, recipient_id, kind, detail)"
+    " SELECT campaign_id, id, 'bounced', jsonb_build_object('error', $2::text) FROM s)"
+    " INSERT INTO activities (kind, subject, event, occurred_at, contact_id)"
+    " SELECT 'event', $3, $4::jsonb, now(), contact_id FROM s WHERE contact_id IS NOT NULL"
+)
+
+
+@dataclass
+class Campaign:
+    """What every email of a campaign shares, read once per sender."""
+
+    tenant_id: int
+    id: int
+    name: str
+    subject: str
+    html_body: str
+    text_body: str
+    from_name: str
+    from_email: str
+    reply_to: str
+    workspace_name: str
+    locale: str
+    failures: int
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    bounced: int = 0
+    suppressed: int = 0
+    stopped: str = ""          # why the senders stopped early ("" when the time budget ran out or all done)
+    finished: bool = False     # the campaign has nothing left to send
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    """Every sender of this job stops: the campaign was paused or backs off."""
+
+
+async def _load(tenant_id: int, campaign_id: int) -> Campaign | None:
+    async with tenant_scope(tenant_id) as tx:
+        rows = await tx.execute_query_dict(
+            "SELECT c.*, t.name AS workspace_name, t.locale FROM campaigns c, public.tenants t"
+            " WHERE c.id = $1 AND t.id = $2", [int(campaign_id), int(tenant_id)])
+    if not rows or rows[0]["status"] != "sending":
+        return None
+    r = rows[0]
+    return Campaign(tenant_id=int(tenant_id), id=int(r["id"]), name=r["name"], subject=r["subject"],
+                    html_body=r["html_body"], text_body=r["text_body"], from_name=r["from_name"],
+                    from_email=r["from_email"], reply_to=r["reply_to"], workspace_name=r["workspace_name"],
+                    locale=r["locale"] or "en", failures=int(r["failures"]))
+
+
+def _message(campaign: Campaign, row: dict[str, Any], base_url: str) -> OutgoingEmail:
+    rid = int(row["id"])
+    merge = row["merge"]
+    merge = dict(json.loads(merge) if isinstance(merge, str) else merge or {})
+    first, last = split_name(str(merge.get("name") or ""))
+    merge.setdefault("first_name", first)
+    merge.setdefault("last_name", last)
+    merge.setdefault("workspace_name", campaign.workspace_name)
+    unsubscribe = links.unsubscribe_url(base_url, campaign.tenant_id, rid)
+    subject, html, text = render(
+        campaign.subject, campaign.html_body, campaign.text_body, merge, unsubscribe_url=unsubscribe,
+        open_pixel_url=links.open_pixel_url(base_url, campaign.tenant_id, rid),
+        click_url=lambda url: links.click_url(base_url, campaign.tenant_id, rid, url), locale=campaign.locale)
+    return OutgoingEmail(
+        to=row["email"], from_email=campaign.from_email, from_name=campaign.from_name, reply_to=campaign.reply_to,
+        subject=subject, html=html, text=text,
+        headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                 "X-Kith-Recipient": f"{campaign.tenant_id}.{rid}"},
+        message_id=f"<c{campaign.id}.r{rid}.t{campaign.tenant_id}@kith>")
+
+
+async def _pause(tenant_id: int, campaign_id: int, reason: str) -> None:
+    async with tenant_scope(tenant_id) as tx:
+        await tx.execute_query(
+            "UPDATE campaigns SET status = 'paused', paused_reason = $2, updated_at = now()"
+            " WHERE id = $1 AND status = 'sending'", [campaign_id, reason[:1000]])
+    async with platform_tx() as ptx:
+        await ptx.execute_query("DELETE FROM public.campaign_queue WHERE tenant_id = $1 AND campaign_id = $2",
+                                [tenant_id, campaign_id])
+    log.warning("campaign_paused", tenant_id=tenant_id, campaign_id=campaign_id, reason=reason)
+
+
+async def _back_off(campaign: Campaign, reason: str) -> None:
+    """One more refusal in a row: wait longer before trying again, or pause after too many."""
+    async with tenant_scope(campaign.tenant_id) as tx:
+        rows = await tx.execute_query_dict(
+            "UPDATE campaigns SET failures = failures + 1, retry_at = now() + make_interval(secs =>"
+            " least(300, 2 ^ (failures + 1))), updated_at = now() WHERE id = $1 AND status = 'sending'"
+            " RETURNING failures, retry_at", [campaign.id])
+    if not rows:
+        return
+    if rows[0]["failures"] >= MAX_FAILURES:
+        await _pause(campaign.tenant_id, campaign.id,
+                     f"The email provider refused {MAX_FAILURES} times in a row; the last time: {reason}")
+        return
+    async with platform_tx() as ptx:
+        await ptx.execute_query(
+            "UPDATE public.campaign_queue SET next_run_at = $3, heartbeat_at = NULL"
+            " WHERE tenant_id = $1 AND campaign_id = $2", [campaign.tenant_id, campaign.id, rows[0]["retry_at"]])
+
+
+async def _rate_wait(tenant_id: int, per_minute: int) -> None:
+    """At most `per_minute` emails a minute for the workspace, across every worker (Redis counts
+    each second's sends)."""
+    from kith.jobs.queue import get_queue  # jobs sits above tenants; the queue's Redis is the counter
+
+    per_second = max(1, per_minute // 60)
+    redis = await get_queue()
+    while True:
+        second = int(time.time())
+        key = f"{get_settings().queue_name}:rate:{tenant_id}:{second}"
+        count = await redis.incr(key)
+        if count == 1:
+            await redis.expire(key, 5)
+        if count <= per_second:
+            return
+        await asyncio.sleep(max(0.01, second + 1 - time.time()))
+
+
+async def _send_one(campaign: Campaign, provider: Provider, after: int, base_url: str,
+                    report: SendReport) -> int | None:
+    """Send the next pending recipient with an id above `after`; its id, or None when none is left."""
+    async with tenant_scope(campaign.tenant_id) as tx:
+        rows = await tx.execute_query_dict(_NEXT, [campaign.id, after])
+        if not rows:
+            return None
+        row = rows[0]
+        rid = int(row["id"])
+        if row["suppressed"] or row["no_consent"]:
+            await tx.execute_query("UPDATE campaign_recipients SET status = 'suppressed' WHERE id = $1", [rid])
+            report.suppressed += 1
+            return rid
+        try:
+            email = _message(campaign, row, base_url)
+        except TemplateError as exc:
+            raise _Stop(f"The campaign's template does not render: {exc}") from None
+        # Marked sent BEFORE the provider is asked, in this still uncommitted transaction, so that
+        # the COMMIT is the very next thing after the provider accepted; a bounce rolls the mark back.
+        await tx.execute_query("SAVEPOINT before_send")
+        await tx.execute_query(_SENT, [rid, email.message_id, f"Sent the email of campaign “{campaign.name}”"[:200],
+                                       json.dumps({"name": "campaign.sent", "campaign_id": campaign.id,
+                                                   "campaign": campaign.name})])
+        try:
+            provider_id = await provider.send(email)
+        except PermanentFailure as exc:
+            await tx.execute_query("ROLLBACK TO SAVEPOINT before_send")
+            facts = {"name": "campaign.bounced", "campaign_id": campaign.id, "campaign": campaign.name}
+            await tx.execute_query(_BOUNCED, [rid, exc.message[:1000],
+                                              f"The email of campaign “{campaign.name}” bounced"[:200],
+                                              json.dumps(facts), f"campaign #{campaign.id}"])
+            report.bounced += 1
+            return rid
+    if provider_id and provider_id != email.message_id:  # SES names messages itself: keep its id too
+        async with tenant_scope(campaign.tenant_id) as tx:
+            await tx.execute_query("UPDATE campaign_recipients SET message_id = $2 WHERE id = $1", [rid, provider_id])
+    report.sent += 1
+    return rid
+
+
+async def _sender(campaign: Campaign, deadline: float, report: SendReport, rate: int, base_url: str) -> None:
+    provider = provider_for(campaign.tenant_id)
+    after = 0
+    try:
+        while time.monotonic() < deadline and not report.stopped:
+            await _rate_wait(campaign.tenant_id, rate)
+            try:
+                done = await _send_one(campaign, provider, after, base_url, report)
+            except TemporaryFailure as exc:
+                report.stopped = exc.message
+                await _back_off(campaign, exc.message)
+                return
+            except _Stop as exc:
+                report.stopped = str(exc)
+                await _pause(campaign.tenant_id, campaign.id, str(exc))
+                return
+            except ProviderError as exc:
+                report.stopped = exc.message
+                await _pause(campaign.tenant_id, campaign.id, f"The email provider refused the campaign: {exc.message}")
+                return
+            if done is None:
+                if after == 0:
+                    return  # nothing pending anywhere this sender can take
+                after = 0  # a second pass from the start: rows another sender released (a crash) wait there
+                continue
+            after = done
+            if campaign.failures and report.sent:
+                campaign.failures = 0
+                async with tenant_scope(campaign.tenant_id) as tx:
+                    await tx.execute_query("UPDATE campaigns SET failures = 0, retry_at = NULL WHERE id = $1",
+                                           [campaign.id])
+    finally:
+        with contextlib.suppress(Exception):
+            await provider.close()
+
+
+async def _heartbeat(tenant_id: int, campaign_id: int) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            async with platform_tx() as tx:
+                await tx.execute_query(
+                    "UPDATE public.campaign_queue SET heartbeat_at = now() WHERE tenant_id = $1 AND campaign_id = $2",
+                    [tenant_id, campaign_id])
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def finish_if_done(tenant_id: int, campaign_id: int) -> bool:
+    """Mark the campaign sent when no recipient is pending (rows other senders hold are pending)."""
+    async with tenant_scope(tenant_id) as tx:
+        rows = await tx.execute_query_dict(
+            "UPDATE campaigns SET status = 'sent', finished_at = now(), updated_at = now()"
+            " WHERE id = $1 AND status = 'sending' AND NOT EXISTS (SELECT 1 FROM campaign_recipients"
+            " WHERE campaign_id = $1 AND status = 'pending') RETURNING id", [campaign_id])
+    if rows:
+        async with platform_tx() as ptx:
+            await ptx.execute_query("DELETE FROM public.campaign_queue WHERE tenant_id = $1 AND campaign_id = $2",
+                                    [tenant_id, campaign_id])
+        log.info("campaign_sent", tenant_id=tenant_id, campaign_id=campaign_id)
+    return bool(rows)
+
+
+async def send_campaign(tenant_id: int, campaign_id: int, *, seconds: float, senders: int | None = None,
+                        say: Callable[[str], None] | None = None) -> SendReport:
+    """Send the campaign's pending recipients for at most `seconds` with `senders` side by side."""
+    started = time.monotonic()
+    report = SendReport()
+    campaign = await _load(tenant_id, campaign_id)
+    if campaign is None:
+        report.stopped = "not sending"
+        return report
+    settings = get_settings()
+    count = senders or settings.campaign_senders
+    base_url = settings.base_url
+    deadline = started + seconds
+    beat = asyncio.get_running_loop().create_task(_heartbeat(tenant_id, campaign_id))
+    try:
+        await asyncio.gather(*(_sender(Campaign(**campaign.__dict__), deadline, report,
+                                       settings.campaign_rate_per_minute, base_url) for _ in range(count)))
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    if not report.stopped:
+        report.finished = await finish_if_done(tenant_id, campaign_id)
+    report.seconds = time.monotonic() - started
+    if say:
+        say(f"campaign {campaign_id}: {report.sent:,} sent, {report.bounced:,} bounced, "
+            f"{report.suppressed:,} suppressed in {report.seconds:.1f} s"
+            + (" (finished)" if report.finished else f" ({report.stopped})" if report.stopped else ""))
+    return report
