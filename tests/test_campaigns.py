@@ -205,3 +205,33 @@ async def test_erasing_a_contact_scrubs_its_campaign_recipient_rows(workspace: W
     async with tenant_scope(workspace.tenant_id) as tx:
         row = (await tx.execute_query_dict("SELECT email, merge::text AS merge FROM campaign_recipients"))[0]
     assert row == {"email": "", "merge": "{}"}
+
+
+async def test_a_refusing_mail_server_backs_the_campaign_off_once_per_attempt(workspace: Workspace) -> None:
+    import os
+    import socket
+
+    from kith.platform.config import reset_settings, restored_environment
+
+    with socket.socket() as probe:  # bad input: a mail server port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    await _contacts(workspace, [(f"客户{i}", f"c{i}@example.cn", "granted", "customer") for i in range(6)])
+    campaign = await _campaign(workspace)
+    await service.start_campaign(owner(workspace), campaign["id"])
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_STARTTLS": "false"}
+    with restored_environment(*env):
+        os.environ.update(env)
+        reset_settings()
+        try:
+            report = await send_campaign(workspace.tenant_id, campaign["id"], seconds=10, senders=4)
+        finally:
+            reset_settings()
+    reset_settings()
+    assert report.sent == 0 and f"127.0.0.1:{port}" in report.stopped
+    async with tenant_scope(workspace.tenant_id) as tx:
+        row = (await tx.execute_query_dict(
+            "SELECT status, failures, retry_at FROM campaigns WHERE id = $1", [campaign["id"]]))[0]
+    # four senders met the refusal together: one attempt, one back-off, still sending
+    assert (row["status"], row["failures"]) == ("sending", 1) and row["retry_at"] is not None
+    assert {r["status"] for r in await _recipients(workspace, campaign["id"])} == {"pending"}

@@ -248,8 +248,12 @@ async def _sender(campaign: Campaign, deadline: float, report: SendReport, rate:
             try:
                 done = await _send_one(campaign, provider, after, base_url, report)
             except TemporaryFailure as exc:
-                report.stopped = exc.message
-                await _back_off(campaign, exc.message)
+                # one refusal of the provider stops every sender of this job, and counts once: the
+                # senders that meet it at the same time are one attempt, not one each
+                first = not report.stopped
+                report.stopped = report.stopped or exc.message
+                if first:
+                    await _back_off(campaign, exc.message)
                 return
             except _Stop as exc:
                 report.stopped = str(exc)
