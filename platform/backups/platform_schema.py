@@ -36,8 +36,6 @@ from typing import Any
 import asyncpg
 
 from kith.platform.backups.archive import (
-    KIND_DATA,
-    KIND_END,
     KIND_HEADER,
     KIND_MANIFEST,
     KIND_TABLE,
@@ -48,7 +46,7 @@ from kith.platform.backups.archive import (
     corrupted_message,
 )
 from kith.platform.backups.restore import BackupMismatch
-from kith.platform.backups.snapshot import Progress, new_backup_id, quiet, tenant_tables
+from kith.platform.backups.snapshot import Progress, copy_tables_out, new_backup_id, quiet, tenant_tables
 from kith.platform.backups.storage import (
     PLATFORM,
     BackupNotFound,
@@ -179,23 +177,7 @@ async def _snapshot(conn: asyncpg.Connection, tables: list[str], store: Storage,
         writer.json_record(KIND_HEADER, {"backup_id": backup_id, "kind": "platform", "schema": SCHEMA,
                                          "public_version": version, "created_at": created_at,
                                          "tables": tables, "columns": columns})
-        for table in tables:
-            digest = hashlib.sha256()
-            size = 0
-
-            async def sink(chunk: bytes, digest: Any = digest) -> None:
-                nonlocal size
-                digest.update(chunk)
-                size += len(chunk)
-                writer.record(KIND_DATA, bytes(chunk))
-
-            writer.record(KIND_TABLE, table.encode())
-            status = await conn.copy_from_table(table, schema_name=SCHEMA, output=sink, format="binary")
-            rows = int(status.split()[-1])
-            entry = {"rows": rows, "sha256": digest.hexdigest(), "bytes": size}
-            writer.json_record(KIND_END, entry)
-            manifest["tables"][table] = entry
-            progress(f"  {table}: {rows:,} rows")
+        await copy_tables_out(conn, writer, SCHEMA, tables, manifest, progress)
         writer.json_record(KIND_MANIFEST, manifest)
         writer.close()
         size_bytes = writer.size

@@ -144,23 +144,7 @@ async def _snapshot(conn: asyncpg.Connection, tenant_id: int, schema: str, store
         writer.json_record(KIND_HEADER, {key: manifest[key] for key in
                                          ("backup_id", "tenant_id", "slug", "schema_version", "created_at")}
                            | {"tables": tables})
-        for table in tables:
-            digest = hashlib.sha256()
-            size = 0
-
-            async def sink(chunk: bytes, digest: Any = digest) -> None:
-                nonlocal size
-                digest.update(chunk)
-                size += len(chunk)
-                writer.record(KIND_DATA, bytes(chunk))
-
-            writer.record(KIND_TABLE, table.encode())
-            status = await conn.copy_from_table(table, schema_name=schema, output=sink, format="binary")
-            rows = int(status.split()[-1])
-            entry = {"rows": rows, "sha256": digest.hexdigest(), "bytes": size}
-            writer.json_record(KIND_END, entry)
-            manifest["tables"][table] = entry
-            progress(f"  {table}: {rows:,} rows")
+        await copy_tables_out(conn, writer, schema, tables, manifest, progress)
         writer.json_record(KIND_MANIFEST, manifest)
         writer.close()
         size_bytes = writer.size
@@ -168,3 +152,27 @@ async def _snapshot(conn: asyncpg.Connection, tenant_id: int, schema: str, store
     total = sum(t["rows"] for t in manifest["tables"].values())
     progress(f"backup {backup_id}: {total:,} rows, {size_bytes:,} bytes (compressed, encrypted)")
     return BackupResult(backup_id, tenant_id, str(tenant["slug"]), manifest, size_bytes, 0.0, "")
+
+
+async def copy_tables_out(conn: asyncpg.Connection, writer: Any, schema: str, tables: list[str],
+                          manifest: dict[str, Any], progress: Progress) -> None:
+    """Each table of `schema` into the archive by binary COPY, as it streams (never a whole table in
+    memory), with its row count, size and SHA-256 recorded after it and in `manifest`. Shared by the
+    workspace and the platform backups."""
+    for table in tables:
+        digest = hashlib.sha256()
+        size = 0
+
+        async def sink(chunk: bytes, digest: Any = digest) -> None:
+            nonlocal size
+            digest.update(chunk)
+            size += len(chunk)
+            writer.record(KIND_DATA, bytes(chunk))
+
+        writer.record(KIND_TABLE, table.encode())
+        status = await conn.copy_from_table(table, schema_name=schema, output=sink, format="binary")
+        rows = int(status.split()[-1])
+        entry = {"rows": rows, "sha256": digest.hexdigest(), "bytes": size}
+        writer.json_record(KIND_END, entry)
+        manifest["tables"][table] = entry
+        progress(f"  {table}: {rows:,} rows")
