@@ -7,6 +7,7 @@
 #   make bench-audit  audit log benchmark (append cost, update overhead, verify of 1M entries)
 #   make bench-crm    CRM benchmark: 1M contacts by COPY, then list/search/360/board over HTTP
 #   make bench-import import benchmark: 1M-row GBK CSV imported, all contacts exported, backup + restore
+#   make bench-campaign campaign benchmark: 100,000 emails to a local SMTP sink, a worker SIGKILLed mid-way
 #   make clean  remove caches and build output (keeps .venv and the dev data in .kith)
 
 PYTHON ?= python3
@@ -16,7 +17,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: dev test lint bench bench-audit bench-crm bench-import clean install system-deps
+.PHONY: dev test lint bench bench-audit bench-crm bench-import bench-campaign clean install system-deps
 
 dev: $(INSTALLED)
 	$(BIN)/kith dev --port $(PORT)
@@ -38,6 +39,9 @@ bench-crm: $(INSTALLED)
 
 bench-import: $(INSTALLED)
 	$(BIN)/kith import-bench
+
+bench-campaign: $(INSTALLED)
+	$(BIN)/kith campaign-bench
 
 install: $(INSTALLED)
 

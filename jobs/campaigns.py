@@ -1,25 +1,35 @@
-"""The arq jobs of email campaigns: sending, and the minute cron that starts scheduled campaigns
-and takes up campaigns nobody is sending.
+"""The arq jobs of email campaigns: sending, and the cron that starts scheduled campaigns and
+takes up campaigns nobody is sending.
 
-The database decides (see kith.tenants.campaigns.sending): a sending job sends for at most
-SEND_SECONDS, then queues its continuation; `public.campaign_queue` says which campaigns need a
-worker and when, and carries the heartbeat of the jobs sending each one. The cron queues jobs for
-a campaign that is due and has no fresh heartbeat (a scheduled one whose time came, one whose
-back-off ended, one whose workers died), so a crashed campaign is taken up again within a minute
-or two of its last heartbeat, well within twice its job timeout. Its job ids are per campaign and
-minute: a cron firing twice queues nothing more.
+The database decides what is sent (see kith.tenants.campaigns.sending); these jobs only decide
+who sends. A campaign has SENDING_JOBS slots (kith.tenants.campaigns.campaigns), each sent by one
+job at a time: the job holds its slot's Redis key (SET NX, refreshed every HEARTBEAT_SECONDS,
+gone SLOT_SECONDS after its worker died), sends for at most SEND_SECONDS, then queues its
+continuation. A job whose worker already sends the same campaign hands itself on (deferred a
+second, a few times at most) so that the slots spread over the workers instead of sharing one
+process's core. `public.campaign_queue` says which campaigns need a worker and when, and carries
+the heartbeat of whoever sends each one. Every 5 seconds the cron queues `campaign_due` for a
+campaign that is due and has no fresh heartbeat (a scheduled one whose time came, one whose
+back-off ended, one whose workers all died) and a sending job for each empty slot of a campaign
+that is being sent; a dead worker's share is therefore taken up within about SLOT_SECONDS plus
+5 seconds, far within twice the job timeout. Job ids are per campaign, slot and 5-second tick: a
+cron firing twice queues nothing more, and a second job for a held slot ends at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from arq import func
 
-from kith.jobs.queue import enqueue_tenant_job
+from kith.jobs.queue import enqueue_tenant_job, get_queue
 from kith.jobs.tenant_job import JobContext, tenant_job
+from kith.platform.config import get_settings
 from kith.platform.db import platform_tx, tenant_scope
 from kith.platform.observability import get_logger
 from kith.platform.tenancy.models import Tenant
@@ -27,18 +37,60 @@ from kith.platform.tenancy.models import Tenant
 log = get_logger("kith.jobs.campaigns")
 SEND_TIMEOUT_SECONDS = 600
 SEND_SECONDS = 240  # a job's sending budget, well inside its timeout
-STALE_SECONDS = 60  # no heartbeat for this long: no job is sending the campaign
+STALE_SECONDS = 10  # no heartbeat for this long: no job is sending the campaign (5 missed beats)
+SLOT_SECONDS = 10  # a sending job's slot key outlives its last refresh by this long
+HOP_SECONDS = 1.0  # how long a job handed on waits, so another worker's poll takes it first
+MAX_HOPS = 4
+TICK_SECONDS = 5  # the cron's period
+_sending_here: Counter[tuple[int, int]] = Counter()  # (tenant, campaign) -> jobs this process runs
+# deletes the slot key only while it is still this job's
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def slot_key(tenant_id: int, campaign_id: int, slot: int) -> str:
+    return f"{get_settings().queue_name}:campaign-slot:{int(tenant_id)}:{int(campaign_id)}:{int(slot)}"
+
+
+async def _keep_slot(key: str, holder: str) -> None:
+    from kith.tenants.campaigns.sending import HEARTBEAT_SECONDS
+
+    redis = await get_queue()
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        with contextlib.suppress(Exception):
+            await redis.set(key, holder, ex=SLOT_SECONDS, xx=True)
 
 
 @tenant_job
-async def send_campaign(ctx: JobContext, tenant: Tenant, campaign_id: int) -> str:
+async def send_campaign(ctx: JobContext, tenant: Tenant, campaign_id: int, slot: int = 0, hops: int = 0) -> str:
     from kith.tenants.campaigns.sending import send_campaign as send
 
-    report = await send(tenant.id, int(campaign_id), seconds=SEND_SECONDS)
+    campaign = (tenant.id, int(campaign_id))
+    if _sending_here[campaign] and hops < MAX_HOPS:
+        await enqueue_tenant_job("send_campaign", tenant.id, int(campaign_id), int(slot), int(hops) + 1,
+                                 job_id=f"campaign:{tenant.id}:{int(campaign_id)}:{secrets.token_hex(4)}:{slot}",
+                                 _defer_by=HOP_SECONDS)
+        return "handed on: this worker already sends the campaign"
+    redis = await get_queue()
+    key = slot_key(tenant.id, int(campaign_id), int(slot))
+    holder = str(ctx.get("job_id") or secrets.token_hex(8))
+    if not await redis.set(key, holder, ex=SLOT_SECONDS, nx=True):
+        return f"slot {slot} is being sent by another job"
+    _sending_here[campaign] += 1
+    keeper = asyncio.get_running_loop().create_task(_keep_slot(key, holder))
+    try:
+        report = await send(tenant.id, int(campaign_id), seconds=SEND_SECONDS)
+    finally:
+        _sending_here[campaign] -= 1
+        if not _sending_here[campaign]:
+            del _sending_here[campaign]
+        keeper.cancel()
+        with contextlib.suppress(BaseException):
+            await redis.eval(_RELEASE, 1, key, holder)
     if not report.finished and not report.stopped:
         # the budget ran out with recipients left: the next job takes over (a new id each time)
-        await enqueue_tenant_job("send_campaign", tenant.id, int(campaign_id),
-                                 job_id=f"campaign:{tenant.id}:{int(campaign_id)}:{secrets.token_hex(4)}")
+        await enqueue_tenant_job("send_campaign", tenant.id, int(campaign_id), int(slot),
+                                 job_id=f"campaign:{tenant.id}:{int(campaign_id)}:{secrets.token_hex(4)}:{slot}")
     return (f"{report.sent} sent, {report.bounced} bounced, {report.suppressed} suppressed"
             + (", finished" if report.finished else f", {report.stopped}" if report.stopped else ", continues"))
 
@@ -57,7 +109,6 @@ async def campaign_due(ctx: JobContext, tenant: Tenant, campaign_id: int) -> str
         await dequeue(tenant.id, int(campaign_id))
         return "nothing to do"
     row = rows[0]
-    minute = datetime.now(UTC).strftime("%Y%m%d%H%M")
     if row["status"] == "scheduled":
         if row["scheduled_at"] is None or row["scheduled_at"] > datetime.now(UTC):
             return "not yet"
@@ -77,7 +128,7 @@ async def campaign_due(ctx: JobContext, tenant: Tenant, campaign_id: int) -> str
         except RecordsRefusal as exc:
             await _pause(tenant.id, int(campaign_id), f"It could not start at its scheduled time: {exc.message}")
             return "paused"
-    await enqueue_senders(tenant.id, int(campaign_id), tag=minute)
+    await enqueue_senders(tenant.id, int(campaign_id), tag=_tick())
     return "senders queued"
 
 
@@ -91,21 +142,43 @@ async def _pause(tenant_id: int, campaign_id: int, reason: str) -> None:
     await dequeue(tenant_id, campaign_id)
 
 
+def _tick() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y%m%d%H%M") + f"{now.second - now.second % TICK_SECONDS:02d}"
+
+
 async def enqueue_due_campaigns(ctx: dict[str, Any]) -> int:
-    """Every minute: queue a job for each campaign that is due and that no job is sending."""
+    """Every 5 seconds: queue `campaign_due` for each campaign that is due and that no job is
+    sending, and a sending job for each empty slot of a campaign that is being sent."""
+    from kith.tenants.campaigns.campaigns import SENDING_JOBS
+
     async with platform_tx() as tx:
         rows = await tx.execute_query_dict(
-            "SELECT q.tenant_id, q.campaign_id FROM public.campaign_queue q JOIN public.tenants t ON t.id = q.tenant_id"
+            "SELECT q.tenant_id, q.campaign_id, (q.heartbeat_at IS NOT NULL"
+            " AND q.heartbeat_at >= now() - make_interval(secs => $1)) AS beating"
+            " FROM public.campaign_queue q JOIN public.tenants t ON t.id = q.tenant_id"
             " WHERE t.status = 'active' AND q.next_run_at <= now()"
-            " AND (q.heartbeat_at IS NULL OR q.heartbeat_at < now() - make_interval(secs => $1))"
             " ORDER BY q.next_run_at LIMIT 1000", [STALE_SECONDS])
-    minute = datetime.now(UTC).strftime("%Y%m%d%H%M")
-    for row in rows:
+    tick = _tick()
+    due = [r for r in rows if not r["beating"]]
+    for row in due:
         await enqueue_tenant_job("campaign_due", row["tenant_id"], row["campaign_id"],
-                                 job_id=f"campaign-due:{row['tenant_id']}:{row['campaign_id']}:{minute}")
-    if rows:
-        log.info("campaigns_due", count=len(rows))
-    return len(rows)
+                                 job_id=f"campaign-due:{row['tenant_id']}:{row['campaign_id']}:{tick}")
+    sending = [r for r in rows if r["beating"]]
+    refilled = 0
+    if sending:
+        redis = await get_queue()
+        keys = [slot_key(r["tenant_id"], r["campaign_id"], k) for r in sending for k in range(SENDING_JOBS)]
+        held = await redis.mget(keys)
+        for i, holder in enumerate(held):
+            if holder is None:
+                row, k = sending[i // SENDING_JOBS], i % SENDING_JOBS
+                await enqueue_tenant_job("send_campaign", row["tenant_id"], row["campaign_id"], k,
+                                         job_id=f"campaign:{row['tenant_id']}:{row['campaign_id']}:{tick}:{k}")
+                refilled += 1
+    if due or refilled:
+        log.info("campaigns_due", due=len(due), slots_refilled=refilled)
+    return len(due) + refilled
 
 
 CAMPAIGN_FUNCTIONS: list[Any] = [

@@ -15,7 +15,7 @@ from arq.cron import cron
 from kith.jobs.audit_retention import audit_retention, enqueue_audit_retention
 from kith.jobs.backups import BACKUP_FUNCTIONS, enqueue_scheduled_backups
 from kith.jobs.billing import billing_notices, enqueue_billing_notices
-from kith.jobs.campaigns import CAMPAIGN_FUNCTIONS, enqueue_due_campaigns
+from kith.jobs.campaigns import CAMPAIGN_FUNCTIONS, TICK_SECONDS, enqueue_due_campaigns
 from kith.jobs.exports import EXPORT_FUNCTIONS, enqueue_export_cleanup
 from kith.jobs.imports import run_import_job
 from kith.jobs.invites import invitation_email, password_reset_email, verification_email
@@ -66,8 +66,8 @@ class WorkerSettings:
         cron(enqueue_pool_reclaim, hour={2}, minute={43}, run_at_startup=False),
         # hourly at :23: scheduled backups by plan (one per workspace and day), and any queued run's job again
         cron(enqueue_scheduled_backups, minute={23}, run_at_startup=False),
-        # every minute: scheduled campaigns whose time came, and campaigns no worker is sending
-        cron(enqueue_due_campaigns, minute=set(range(60)), run_at_startup=False),
+        # every 5 seconds: scheduled campaigns whose time came, campaigns or slots no worker is sending
+        cron(enqueue_due_campaigns, second=set(range(0, 60, TICK_SECONDS)), run_at_startup=False),
         # 04:11 UTC, daily: background exports past KITH_EXPORT_KEEP_DAYS are deleted, files and rows
         cron(enqueue_export_cleanup, hour={4}, minute={11}, run_at_startup=False),
     ]

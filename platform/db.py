@@ -186,7 +186,8 @@ async def tenant_scope(tenant_id: int) -> AsyncIterator[TransactionalDBClient]:
     # context's exit then only releases it, and the pool reconnects at the next acquire.
     # Every path out goes through ctx.__aexit__, or the pool slot would leak.
     try:
-        await tx.commit()
+        if not tx._finalized:  # the caller may have committed itself (the campaign sender does)
+            await tx.commit()
     except BaseException as exc:
         # A failed COMMIT already ended the transaction, so the exit's rollback fails too
         # ("transaction is in error state") after releasing the connection: keep the

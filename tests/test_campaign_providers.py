@@ -104,8 +104,8 @@ def assert_is_the_email(raw: bytes, sent: OutgoingEmail) -> None:
 
 class Sink:
     """aiosmtpd handler: keeps accepted messages and the connections they came on; refuses
-    gone@ (550), greylists busy@ (451), refuses the data for spam@ (554) and the sender
-    blocked@ (553), like a real server would."""
+    gone@ (550), greylists busy@ (451), refuses the data for spam@ (554) and for now for later@
+    (451), and the sender blocked@ (553), like a real server would."""
 
     def __init__(self) -> None:
         self.envelopes: list[Any] = []
@@ -135,6 +135,8 @@ class Sink:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if any(r.startswith("spam@") for r in envelope.rcpt_tos):
             return "554 5.7.1 Message rejected as spam"
+        if any(r.startswith("later@") for r in envelope.rcpt_tos):
+            return "451 4.3.0 Queue full, try again later"
         if any(r.startswith("lost@") for r in envelope.rcpt_tos):
             self.envelopes.append(envelope)  # it has the message, and hangs up before saying so
             server.transport.close()
@@ -227,6 +229,105 @@ async def test_refused_recipients_and_data_classify_and_the_connection_goes_on(s
         await provider.close()
     assert [e.rcpt_tos for e in handler.envelopes] == [["ok@example.org"]]
     assert provider.connections == 1 and len(handler.sessions) == 1
+
+
+async def test_settle_runs_after_the_end_of_data_went_out_and_before_the_reply_is_read(
+        sink: tuple[Sink, int]) -> None:
+    """The sending engine's COMMIT (`settle`) must leave right after the final "." and before the
+    server's answer is read: the server already has the message while settle runs, and send()
+    waits for settle. A refusal before the data (RCPT) never settles; one of the data does."""
+    handler, port = sink
+    provider = smtp(port)
+    had_it: list[int] = []
+
+    async def settle() -> None:
+        if not had_it:  # the first message: wait until the server shows it has the whole of it
+            for _ in range(500):
+                if handler.envelopes:
+                    break
+                await asyncio.sleep(0.01)
+        had_it.append(len(handler.envelopes))
+
+    dotted = outgoing(text="Line one\n.hidden starts with a dot\n.\nend")  # dot-stuffed on the wire
+    try:
+        assert await provider.send(dotted, settle) == dotted.message_id
+        with pytest.raises(PermanentFailure, match="gone@example.org: 550"):
+            await provider.send(outgoing("gone@example.org"), settle)
+        with pytest.raises(PermanentFailure, match="spam@example.org: 554"):
+            await provider.send(outgoing("spam@example.org"), settle)
+        with pytest.raises(TemporaryFailure, match="later@example.org for now: 451"):
+            await provider.send(outgoing("later@example.org"), settle)
+        assert await provider.send(outgoing("ok@example.org"), settle) == "<c1.r1.1@kith>"
+    finally:
+        await provider.close()
+    # settled for the first message (the server had it while settle ran), spam and later (refused
+    # after their data) and ok; never for gone (refused at RCPT)
+    assert len(had_it) == 4 and had_it[0] == 1
+    assert [e.rcpt_tos for e in handler.envelopes] == [["ada@example.org"], ["ok@example.org"]]
+    assert body(parsed(handler.envelopes[0].original_content), "plain").splitlines() == [
+        "Line one", ".hidden starts with a dot", ".", "end"]
+    assert provider.connections == 1
+
+
+async def test_a_refusal_of_the_data_after_the_commit_is_corrected(workspace: Workspace,
+                                                                  sink: tuple[Sink, int]) -> None:
+    """The engine commits a recipient as sent before the server answers the data. A 554 then
+    (spam@) turns the row into a bounce (failed, address suppressed, no 'sent' event or timeline
+    entry left); a 451 (later@) puts it back to pending and backs the campaign off; the rest are
+    sent once."""
+    from kith.tenants.campaigns import campaigns as service
+    from kith.tenants.campaigns.sending import send_campaign
+
+    from .test_campaigns import _campaign, _contacts, owner
+
+    _, port = sink
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_STARTTLS": "false"}
+
+    async def send(campaign_id: int) -> str:
+        with restored_environment(*env):
+            os.environ.update(env)
+            reset_settings()
+            try:
+                return (await send_campaign(workspace.tenant_id, campaign_id, seconds=20, senders=1)).stopped
+            finally:
+                reset_settings()
+
+    async def recipients(campaign_id: int) -> dict[str, dict[str, Any]]:
+        async with tenant_scope(workspace.tenant_id) as tx:
+            rows = await tx.execute_query_dict(
+                "SELECT r.email, r.status, r.message_id, r.attempts, r.error,"
+                " (SELECT array_agg(kind ORDER BY kind) FROM campaign_events e WHERE e.recipient_id = r.id) AS events,"
+                " (SELECT count(*) FROM activities a WHERE a.contact_id = r.contact_id"
+                "  AND a.event->>'name' = 'campaign.sent' AND a.event->>'campaign_id' = $1::bigint::text) AS sent_entries"
+                " FROM campaign_recipients r WHERE r.campaign_id = $1", [campaign_id])
+        return {r["email"]: dict(r) for r in rows}
+
+    await _contacts(workspace, [("Spam", "spam@example.org", "granted", "customer"),
+                                ("张伟", "zw@example.cn", "granted", "customer")])
+    first = await _campaign(workspace)
+    await service.start_campaign(owner(workspace), first["id"])
+    assert await send(first["id"]) == ""
+    rows = await recipients(first["id"])
+    spam = rows["spam@example.org"]
+    assert (spam["status"], spam["message_id"], spam["attempts"], spam["events"], spam["sent_entries"]) == (
+        "failed", "", 1, ["bounced"], 0)
+    assert "554 5.7.1 Message rejected as spam" in spam["error"]
+    zw = rows["zw@example.cn"]
+    assert (zw["status"], zw["events"], zw["sent_entries"]) == ("sent", ["sent"], 1)
+
+    await _contacts(workspace, [("Later", "later@example.org", "granted", "customer")])
+    second = await _campaign(workspace)
+    await service.start_campaign(owner(workspace), second["id"])
+    assert "later@example.org for now: 451" in await send(second["id"])
+    later = (await recipients(second["id"]))["later@example.org"]
+    assert (later["status"], later["message_id"], later["attempts"], later["events"], later["sent_entries"]) == (
+        "pending", "", 0, None, 0)
+    async with tenant_scope(workspace.tenant_id) as tx:
+        suppressed = [r["email"] for r in await tx.execute_query_dict("SELECT email FROM email_suppressions")]
+        state = (await tx.execute_query_dict("SELECT status, failures FROM campaigns WHERE id = $1",
+                                             [second["id"]]))[0]
+    assert suppressed == ["spam@example.org"]
+    assert dict(state) == {"status": "sending", "failures": 1}  # backs off, nothing lost
 
 
 async def test_invalid_from_address_is_the_campaigns_error_and_nothing_is_sent(sink: tuple[Sink, int]) -> None:

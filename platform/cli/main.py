@@ -207,6 +207,9 @@ Exit status: 0 when everything is current, 1 when a tenant failed (named in the 
     from kith.platform.cli.import_bench import add_import_bench_parser  # argparse only: cheap to import
 
     add_import_bench_parser(commands)
+    from kith.platform.cli.campaign_bench import add_campaign_bench_parser  # argparse only: cheap to import
+
+    add_campaign_bench_parser(commands)
 
     from kith.platform.cli.backups import add_backups_parser  # argparse only: cheap to import
 

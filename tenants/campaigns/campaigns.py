@@ -288,14 +288,15 @@ async def start_campaign(actor: Actor, campaign_id: int) -> dict[str, Any]:
 
 
 async def enqueue_senders(tenant_id: int, campaign_id: int, *, tag: str = "") -> None:
-    """Queue the sending jobs of a campaign (several, so several workers share it)."""
+    """Queue the sending jobs of a campaign, one per slot (several, so several workers share it:
+    see kith.jobs.campaigns)."""
     import secrets
 
     from kith.jobs.queue import enqueue_tenant_job  # jobs sits above tenants; imported when used
 
     run = tag or secrets.token_hex(4)
     for k in range(SENDING_JOBS):
-        await enqueue_tenant_job("send_campaign", tenant_id, int(campaign_id),
+        await enqueue_tenant_job("send_campaign", tenant_id, int(campaign_id), k,
                                  job_id=f"campaign:{int(tenant_id)}:{int(campaign_id)}:{run}:{k}")
 
 

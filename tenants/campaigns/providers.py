@@ -29,6 +29,7 @@ import re
 import secrets
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.header import Header
@@ -38,6 +39,8 @@ from typing import Any, Protocol
 
 import aiosmtplib
 import boto3
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.typing import SMTPStatus
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -87,15 +90,30 @@ class TemporaryFailure(ProviderError):
     """Nothing is wrong with the address or the campaign; try again later."""
 
 
+class Unconfirmed(TemporaryFailure):
+    """The connection was lost after the message was handed over, before the server's reply:
+    the server most likely kept it."""
+
+
 class InvalidSender(ProviderError):
     """The from-address is malformed or the provider does not let us send as it."""
+
+
+Settle = Callable[[], Awaitable[None]]
 
 
 class Provider(Protocol):
     name: str
 
-    async def send(self, email: OutgoingEmail) -> str:
-        """Hand the email over; return the provider's message id (SES's, or email.message_id)."""
+    async def send(self, email: OutgoingEmail, settle: Settle | None = None) -> str:
+        """Hand the email over; return the provider's message id (SES's, or email.message_id).
+
+        `settle` (the sending engine's COMMIT) is awaited once, at the point after which the
+        provider may have the message: for SMTP right after the end of DATA was written and
+        before the server's reply is read; for SES after its answer; for the outbox after its
+        row was written in the caller's transaction. A failure raised before that point never
+        called it; one raised after it (a 5xx or 4xx reply to the data) did, and the caller
+        corrects what it committed."""
         ...
 
     async def close(self) -> None:
@@ -329,7 +347,7 @@ class SmtpProvider:
         except (aiosmtplib.SMTPException, OSError):
             self._drop()
 
-    async def send(self, email: OutgoingEmail) -> str:
+    async def send(self, email: OutgoingEmail, settle: Settle | None = None) -> str:
         raw = build_message(email)
         sender = sender_address(email.from_email)
         to = recipient_address(email.to)
@@ -337,20 +355,57 @@ class SmtpProvider:
             try:
                 smtp = await self._envelope(sender, to)
                 try:
-                    await smtp.data(raw)
+                    await self._data(smtp, raw, settle)
                 except aiosmtplib.SMTPResponseException as exc:
                     await self._reset(smtp)
                     raise self._refused(exc, f"refused the message to {to}") from None
                 except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
                     self._drop()
-                    raise TemporaryFailure(f"the mail server at {self.where} dropped the connection while taking "
-                                           f"the message to {to} ({exc}); it may have kept it") from None
+                    raise Unconfirmed(f"the mail server at {self.where} dropped the connection while taking "
+                                      f"the message to {to} ({exc}); it may have kept it") from None
             except asyncio.CancelledError:
                 # cancelled mid-transaction (worker shutdown, job timeout): the connection is in an
                 # unknown state, so the next message starts on a new one
                 self._drop()
                 raise
         return email.message_id
+
+    async def _data(self, smtp: aiosmtplib.SMTP, raw: bytes, settle: Settle | None) -> None:
+        """DATA, the message, and the end of data, with `settle` between the end of data and the
+        server's reply.
+
+        From the moment the final "." is written the server may take the message, so the caller's
+        COMMIT must leave right after it: written in the same step of the event loop (nothing is
+        awaited between the two writes once the message's bytes are in the kernel), a SIGKILL can
+        only land between two system calls, microseconds, instead of the round trip of the reply.
+        aiosmtplib's `data()` reads the reply itself, so this is its DATA phase (same quoting,
+        same line endings) on the protocol it keeps, holding its command lock.
+        """
+        protocol = smtp.protocol
+        if protocol is None or protocol.transport is None or protocol._command_lock is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        message = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw))
+        transport = protocol.transport
+        async with protocol._command_lock:
+            protocol._response_pending = True
+            protocol.write(b"DATA\r\n")
+            start = await protocol.read_response(timeout=self._timeout)
+            if start.code != SMTPStatus.start_input:
+                raise aiosmtplib.SMTPDataError(start.code, start.message)
+            protocol._response_pending = True
+            protocol.write(message)
+            while transport.get_write_buffer_size():  # a large message: all of it in the kernel first
+                if transport.is_closing():
+                    raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+                await asyncio.sleep(0.001)
+            protocol.write(b".\r\n")
+            if settle is not None:
+                while transport.get_write_buffer_size():  # the kernel refused the 3 bytes: wait for them
+                    await asyncio.sleep(0.001)
+                await settle()
+            reply = await protocol.read_response(timeout=self._timeout)
+            if reply.code != SMTPStatus.completed:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
 
     async def _envelope(self, sender: str, to: str) -> aiosmtplib.SMTP:
         """MAIL FROM and RCPT TO on the open connection; a connection that turns out dead before
@@ -429,7 +484,7 @@ class SesProvider:
             config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}),
         )
 
-    async def send(self, email: OutgoingEmail) -> str:
+    async def send(self, email: OutgoingEmail, settle: Settle | None = None) -> str:
         raw = build_message(email)
         sender = sender_address(email.from_email)
         to = recipient_address(email.to)
@@ -440,6 +495,8 @@ class SesProvider:
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._failure(exc, sender, to) from None
+        if settle is not None:  # an HTTP API answers as one: the commit can only follow its answer
+            await settle()
         return str(response["MessageId"])
 
     def _failure(self, exc: Exception, sender: str, to: str) -> ProviderError:
@@ -500,7 +557,7 @@ class OutboxProvider:
     def __init__(self, tenant_id: int | None = None) -> None:
         self.tenant_id = tenant_id
 
-    async def send(self, email: OutgoingEmail) -> str:
+    async def send(self, email: OutgoingEmail, settle: Settle | None = None) -> str:
         build_message(email)  # the same checks (sender, recipient, headers) as a real provider
         await get_connection("default").execute_query(
             "INSERT INTO public.outbox_emails"
@@ -508,6 +565,8 @@ class OutboxProvider:
             " VALUES ($1, 'campaign', $2, $3, $4, $5, 'outbox', now()) ON CONFLICT (dedupe_key) DO NOTHING",
             [self.tenant_id, email.message_id, recipient_address(email.to), _one_line(email.subject), email.text],
         )
+        if settle is not None:
+            await settle()
         return email.message_id
 
     async def close(self) -> None:

@@ -1,22 +1,23 @@
-"""Sending a campaign: every recipient once, by any number of workers (see the one gap below).
+"""Sending a campaign: every recipient exactly once, by any number of workers.
 
-A sender takes ONE pending recipient per transaction, `FOR UPDATE SKIP LOCKED`, renders the
-email, hands it to the provider and marks the row sent in the same transaction, committed as
-soon as the provider accepted it. What a worker killed with SIGKILL leaves behind is decided by
-the database: before the commit the row is still pending and its lock died with the connection,
-so another sender (or the restarted worker) sends it; after the commit it is sent and nobody
-touches it again. A kill between the provider's "accepted" and the COMMIT leaving the socket
-repeats that email: the COMMIT is the next statement, but the SMTP reply is read and returned
-through the provider first, about a millisecond, and with a dozen senders a SIGKILL usually finds
-one inside it (measured: 2 duplicates in 3,000). Closing it means writing the end of DATA and the
-COMMIT back to back, before reading the reply.
+A sender takes ONE pending recipient per transaction, `FOR UPDATE SKIP LOCKED`, and in the same
+statement marks it sent (with its event and timeline entry), renders the email and hands it to
+the provider, which calls back (`settle`) at the moment it may have the message: the
+transaction commits then. For SMTP that moment is the end of DATA, and the COMMIT is written
+in the same step of the event loop as the final "." (see SmtpProvider._data), before the
+server's reply is read. What a worker killed with SIGKILL leaves behind is decided by the
+database: before the "." the row is still pending and its lock died with the connection (and
+the server drops the unfinished message), so another sender sends it; after the COMMIT it is
+sent and nobody touches it again; only a kill between the two system calls could repeat one.
+A refusal of the data that arrives after the COMMIT is corrected in a second transaction.
 Several senders run side by side in a worker (asyncio tasks, each with its own connection and
 its own provider connection), and several workers share a campaign the same way.
 
 arq is not trusted to decide anything (it delivers at least once, does not retry a job that
 timed out, and picks up a dead worker's job only after the longest timeout): a job sends for at
 most a time budget, then queues its continuation; `public.campaign_queue` carries a heartbeat
-that the minute cron reads to queue sending jobs again for a campaign nobody is sending.
+that the 5-second cron of kith.jobs.campaigns reads to queue sending jobs again for a campaign
+nobody is sending.
 
 A provider refusing a message for good (a 5xx from SMTP, SES rejecting it) is a bounce: the row
 fails and the address is suppressed. A provider refusing for now (connection refused, 4xx, rate
@@ -46,30 +47,44 @@ from kith.tenants.campaigns.providers import (
     Provider,
     ProviderError,
     TemporaryFailure,
+    Unconfirmed,
     provider_for,
 )
 from kith.tenants.campaigns.templates import TemplateError, render, split_name
 
 log = get_logger("kith.campaigns")
 MAX_FAILURES = 8
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 2.0
+RATE_BLOCK = 10  # emails a sender takes from the workspace's per-second rate at once
 
-_NEXT = (
-    "SELECT r.id, r.contact_id, r.email, r.merge, (x.email IS NOT NULL) AS suppressed,"
+# Takes the next pending recipient (its row locked) and, unless it may not be sent to, marks it
+# sent with its 'sent' event and timeline entry, all in one statement: the transaction is then
+# only waiting for the provider and its COMMIT.
+_CLAIM = (
+    "WITH n AS (SELECT r.id, r.contact_id, r.email, r.merge, (x.email IS NOT NULL) AS suppressed,"
     " (r.contact_id IS NULL OR ct.id IS NULL OR ct.erased_at IS NOT NULL"
     "  OR ct.marketing_consent <> 'granted') AS no_consent"
     " FROM campaign_recipients r JOIN campaigns c ON c.id = r.campaign_id AND c.status = 'sending'"
     " LEFT JOIN email_suppressions x ON x.email = lower(r.email)"
     " LEFT JOIN contacts ct ON ct.id = r.contact_id"
     " WHERE r.campaign_id = $1 AND r.status = 'pending' AND r.id > $2"
-    " ORDER BY r.id LIMIT 1 FOR UPDATE OF r SKIP LOCKED"
+    " ORDER BY r.id LIMIT 1 FOR UPDATE OF r SKIP LOCKED),"
+    " s AS (UPDATE campaign_recipients r SET status = 'sent', sent_at = now(), attempts = r.attempts + 1,"
+    "  message_id = '<c' || r.campaign_id || '.r' || r.id || '.t' || $3::bigint || '@kith>'"
+    "  FROM n WHERE r.id = n.id AND NOT n.suppressed AND NOT n.no_consent"
+    "  RETURNING r.id, r.campaign_id, r.contact_id),"
+    " e AS (INSERT INTO campaign_events (campaign_id, recipient_id, kind) SELECT campaign_id, id, 'sent' FROM s),"
+    " a AS (INSERT INTO activities (kind, subject, event, occurred_at, contact_id)"
+    "  SELECT 'event', $4, $5::jsonb, now(), contact_id FROM s WHERE contact_id IS NOT NULL)"
+    " SELECT * FROM n"
 )
-_SENT = (
-    "WITH s AS (UPDATE campaign_recipients SET status = 'sent', message_id = $2, sent_at = now(),"
-    " attempts = attempts + 1 WHERE id = $1 RETURNING id, campaign_id, contact_id),"
-    " e AS (INSERT INTO campaign_events (campaign_id, recipient_id, kind) SELECT campaign_id, id, 'sent' FROM s)"
-    " INSERT INTO activities (kind, subject, event, occurred_at, contact_id)"
-    " SELECT 'event', $3, $4::jsonb, now(), contact_id FROM s WHERE contact_id IS NOT NULL"
+# Takes the 'sent' mark back: the provider refused the message after all.
+_UNSEND = (
+    "WITH r AS (UPDATE campaign_recipients SET status = 'pending', message_id = '', sent_at = NULL,"
+    " attempts = attempts - 1 WHERE id = $1 AND status = 'sent' RETURNING id, campaign_id, contact_id),"
+    " e AS (DELETE FROM campaign_events e USING r WHERE e.recipient_id = r.id AND e.kind = 'sent')"
+    " DELETE FROM activities a USING r WHERE a.contact_id = r.contact_id AND a.kind = 'event'"
+    " AND a.event->>'name' = 'campaign.sent' AND a.event->>'campaign_id' = r.campaign_id::text"
 )
 _BOUNCED = (
     "WITH s AS (UPDATE campaign_recipients SET status = 'failed', error = $2, bounced_at = now(),"
@@ -181,29 +196,56 @@ async def _back_off(campaign: Campaign, reason: str) -> None:
             " WHERE tenant_id = $1 AND campaign_id = $2", [campaign.tenant_id, campaign.id, rows[0]["retry_at"]])
 
 
-async def _rate_wait(tenant_id: int, per_minute: int) -> None:
-    """At most `per_minute` emails a minute for the workspace, across every worker (Redis counts
-    each second's sends)."""
-    from kith.jobs.queue import get_queue  # jobs sits above tenants; the queue's Redis is the counter
+class _Rate:
+    """At most `per_minute` emails a minute for the workspace, across every worker: Redis counts
+    each second's sends, and a sender takes its share of a second in blocks (one INCRBY for up to
+    RATE_BLOCK emails); what it could not use within that second is dropped, never carried over."""
 
-    per_second = max(1, per_minute // 60)
-    redis = await get_queue()
-    while True:
-        second = int(time.time())
-        key = f"{get_settings().queue_name}:rate:{tenant_id}:{second}"
-        count = await redis.incr(key)
-        if count == 1:
-            await redis.expire(key, 5)
-        if count <= per_second:
-            return
-        await asyncio.sleep(max(0.01, second + 1 - time.time()))
+    def __init__(self, tenant_id: int, per_minute: int) -> None:
+        self.tenant_id = tenant_id
+        self.per_second = max(1, per_minute // 60)
+        self.block = max(1, min(RATE_BLOCK, self.per_second // 4))
+        self.second = 0
+        self.tokens = 0
+
+    async def wait(self) -> None:
+        from kith.jobs.queue import get_queue  # jobs sits above tenants; the queue's Redis is the counter
+
+        while True:
+            second = int(time.time())
+            if second == self.second and self.tokens > 0:
+                self.tokens -= 1
+                return
+            redis = await get_queue()
+            key = f"{get_settings().queue_name}:rate:{self.tenant_id}:{second}"
+            count = int(await redis.incrby(key, self.block))
+            if count == self.block:
+                await redis.expire(key, 5)
+            granted = max(0, min(self.block, self.per_second - (count - self.block)))
+            if granted:
+                self.second, self.tokens = second, granted - 1
+                return
+            await asyncio.sleep(max(0.01, second + 1 - time.time()))
 
 
 async def _send_one(campaign: Campaign, provider: Provider, after: int, base_url: str,
                     report: SendReport) -> int | None:
-    """Send the next pending recipient with an id above `after`; its id, or None when none is left."""
+    """Send the next pending recipient with an id above `after`; its id, or None when none is left.
+
+    The row is marked sent before the provider is asked, in a transaction that commits at the
+    moment the provider may have the message (`settle`: for SMTP right after the end of DATA is
+    written, before the reply is read). Refused before that moment: the mark is taken back in the
+    same transaction. Refused after it (a 5xx or 4xx reply to the data, which is rare): the mark is
+    taken back in a second transaction. A connection lost after the data went out leaves the row
+    sent: the server most likely kept the message, and a second copy is worse than a lost reply.
+    """
+    settled = False
+    failure: ProviderError | None = None
+    facts = {"name": "campaign.sent", "campaign_id": campaign.id, "campaign": campaign.name}
     async with tenant_scope(campaign.tenant_id) as tx:
-        rows = await tx.execute_query_dict(_NEXT, [campaign.id, after])
+        rows = await tx.execute_query_dict(_CLAIM, [campaign.id, after, campaign.tenant_id,
+                                                    f"Sent the email of campaign “{campaign.name}”"[:200],
+                                                    json.dumps(facts)])
         if not rows:
             return None
         row = rows[0]
@@ -216,22 +258,37 @@ async def _send_one(campaign: Campaign, provider: Provider, after: int, base_url
             email = _message(campaign, row, base_url)
         except TemplateError as exc:
             raise _Stop(f"The campaign's template does not render: {exc}") from None
-        # Marked sent BEFORE the provider is asked, in this still uncommitted transaction, so that
-        # the COMMIT is the very next thing after the provider accepted; a bounce rolls the mark back.
-        await tx.execute_query("SAVEPOINT before_send")
-        await tx.execute_query(_SENT, [rid, email.message_id, f"Sent the email of campaign “{campaign.name}”"[:200],
-                                       json.dumps({"name": "campaign.sent", "campaign_id": campaign.id,
-                                                   "campaign": campaign.name})])
+
+        async def settle() -> None:
+            nonlocal settled
+            await tx.commit()
+            settled = True
+
         try:
-            provider_id = await provider.send(email)
+            provider_id = await provider.send(email, settle)
         except PermanentFailure as exc:
-            await tx.execute_query("ROLLBACK TO SAVEPOINT before_send")
-            facts = {"name": "campaign.bounced", "campaign_id": campaign.id, "campaign": campaign.name}
-            await tx.execute_query(_BOUNCED, [rid, exc.message[:1000],
-                                              f"The email of campaign “{campaign.name}” bounced"[:200],
-                                              json.dumps(facts), f"campaign #{campaign.id}"])
-            report.bounced += 1
-            return rid
+            if not settled:
+                await _bounce(tx, campaign, rid, exc.message)
+                report.bounced += 1
+                return rid
+            failure = exc
+        except TemporaryFailure as exc:
+            if not settled:
+                raise
+            failure = exc
+    if isinstance(failure, Unconfirmed):
+        log.warning("campaign_reply_lost", tenant_id=campaign.tenant_id, campaign_id=campaign.id,
+                    recipient_id=rid, error=failure.message)
+        report.sent += 1
+        raise failure  # kept as sent; the provider is unwell, so the campaign backs off
+    if failure is not None:
+        async with tenant_scope(campaign.tenant_id) as tx:
+            if isinstance(failure, PermanentFailure):
+                await _bounce(tx, campaign, rid, failure.message)
+                report.bounced += 1
+                return rid
+            await tx.execute_query(_UNSEND, [rid])
+        raise failure
     if provider_id and provider_id != email.message_id:  # SES names messages itself: keep its id too
         async with tenant_scope(campaign.tenant_id) as tx:
             await tx.execute_query("UPDATE campaign_recipients SET message_id = $2 WHERE id = $1", [rid, provider_id])
@@ -239,14 +296,40 @@ async def _send_one(campaign: Campaign, provider: Provider, after: int, base_url
     return rid
 
 
-async def _sender(campaign: Campaign, deadline: float, report: SendReport, rate: int, base_url: str) -> None:
+async def _bounce(tx: Any, campaign: Campaign, rid: int, error: str) -> None:
+    """The recipient's address refused the message for good: take the 'sent' mark back, fail the
+    row and suppress the address."""
+    await tx.execute_query(_UNSEND, [rid])
+    facts = {"name": "campaign.bounced", "campaign_id": campaign.id, "campaign": campaign.name}
+    await tx.execute_query(_BOUNCED, [rid, error[:1000], f"The email of campaign “{campaign.name}” bounced"[:200],
+                                      json.dumps(facts), f"campaign #{campaign.id}"])
+
+
+async def _send_shielded(campaign: Campaign, provider: Provider, after: int, base_url: str,
+                         report: SendReport) -> int | None:
+    """`_send_one`, finished even when the job is cancelled meanwhile (arq cancels a job at a
+    worker's SIGTERM once its grace time is over, and at its timeout): an email whose data went
+    out has its COMMIT, and one whose COMMIT went out has its reply read. The cancellation is
+    raised once it is done."""
+    work = asyncio.ensure_future(_send_one(campaign, provider, after, base_url, report))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        if not work.done():
+            await asyncio.wait([work])
+        raise
+
+
+async def _sender(campaign: Campaign, deadline: float, report: SendReport, per_minute: int,
+                  base_url: str) -> None:
     provider = provider_for(campaign.tenant_id)
+    rate = _Rate(campaign.tenant_id, per_minute)
     after = 0
     try:
         while time.monotonic() < deadline and not report.stopped:
-            await _rate_wait(campaign.tenant_id, rate)
+            await rate.wait()
             try:
-                done = await _send_one(campaign, provider, after, base_url, report)
+                done = await _send_shielded(campaign, provider, after, base_url, report)
             except TemporaryFailure as exc:
                 # one refusal of the provider stops every sender of this job, and counts once: the
                 # senders that meet it at the same time are one attempt, not one each
