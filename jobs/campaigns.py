@@ -66,27 +66,31 @@ async def send_campaign(ctx: JobContext, tenant: Tenant, campaign_id: int, slot:
     from kith.tenants.campaigns.sending import send_campaign as send
 
     campaign = (tenant.id, int(campaign_id))
-    if _sending_here[campaign] and hops < MAX_HOPS:
-        await enqueue_tenant_job("send_campaign", tenant.id, int(campaign_id), int(slot), int(hops) + 1,
-                                 job_id=f"campaign:{tenant.id}:{int(campaign_id)}:{secrets.token_hex(4)}:{slot}",
-                                 _defer_by=HOP_SECONDS)
-        return "handed on: this worker already sends the campaign"
-    redis = await get_queue()
-    key = slot_key(tenant.id, int(campaign_id), int(slot))
-    holder = str(ctx.get("job_id") or secrets.token_hex(8))
-    if not await redis.set(key, holder, ex=SLOT_SECONDS, nx=True):
-        return f"slot {slot} is being sent by another job"
+    # checked and counted before any await: arq starts the jobs it fetched together side by side
+    here = _sending_here[campaign]
     _sending_here[campaign] += 1
-    keeper = asyncio.get_running_loop().create_task(_keep_slot(key, holder))
     try:
-        report = await send(tenant.id, int(campaign_id), seconds=SEND_SECONDS)
+        if here and hops < MAX_HOPS:
+            await enqueue_tenant_job("send_campaign", tenant.id, int(campaign_id), int(slot), int(hops) + 1,
+                                     job_id=f"campaign:{tenant.id}:{int(campaign_id)}:{secrets.token_hex(4)}:{slot}",
+                                     _defer_by=HOP_SECONDS)
+            return "handed on: this worker already sends the campaign"
+        redis = await get_queue()
+        key = slot_key(tenant.id, int(campaign_id), int(slot))
+        holder = str(ctx.get("job_id") or secrets.token_hex(8))
+        if not await redis.set(key, holder, ex=SLOT_SECONDS, nx=True):
+            return f"slot {slot} is being sent by another job"
+        keeper = asyncio.get_running_loop().create_task(_keep_slot(key, holder))
+        try:
+            report = await send(tenant.id, int(campaign_id), seconds=SEND_SECONDS)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await redis.eval(_RELEASE, 1, key, holder)
     finally:
         _sending_here[campaign] -= 1
         if not _sending_here[campaign]:
             del _sending_here[campaign]
-        keeper.cancel()
-        with contextlib.suppress(BaseException):
-            await redis.eval(_RELEASE, 1, key, holder)
     if not report.finished and not report.stopped:
         # the budget ran out with recipients left: the next job takes over (a new id each time)
         await enqueue_tenant_job("send_campaign", tenant.id, int(campaign_id), int(slot),

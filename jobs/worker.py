@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import arq
 import sentry_sdk
+import uvloop
 from arq.cron import cron
 
 from kith.jobs.audit_retention import audit_retention, enqueue_audit_retention
@@ -94,4 +95,7 @@ def run_worker() -> None:
     configure_logging(settings, "worker")
     # Before the worker exists, so Sentry's arq integration wraps each job in its own scope.
     init_sentry(settings, "worker")
+    # uvloop's event loop (a dependency of uvicorn[standard]): a third less CPU per campaign email,
+    # whose sending is mostly small socket writes and reads
+    uvloop.install()
     arq.run_worker(WorkerSettings, **worker_kwargs())  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 Each state-changing route needs a campaign in the state it acts on, so every walk gets its own:
 a draft to start, one to schedule, a scheduled one to unschedule, a sending one to pause, a
-paused one to resume, one to cancel (PATHS sends each route to its own), all over a segment
+paused one to resume, one to cancel, a draft to delete (PATHS sends each route to its own), all over a segment
 that reaches one consenting contact owned by the member (own, team and all scopes reach it),
 and a segment no campaign uses, to change and delete."""
 
@@ -38,6 +38,7 @@ SAMPLE_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
 }
 PATHS = {f"POST /campaigns/{{campaign_id}}/{action}": f"/campaigns/{{{action}_campaign_id}}/{action}"
          for action in ("start", "schedule", "unschedule", "pause", "resume", "cancel")}
+PATHS["DELETE /campaigns/{campaign_id}"] = "/campaigns/{delete_campaign_id}"
 
 
 async def path_values(ws: Workspace, member: Member, owner_headers: dict[str, str]) -> dict[str, str]:
@@ -56,7 +57,7 @@ async def path_values(ws: Workspace, member: Member, owner_headers: dict[str, st
 
         reach = await made("/segments", {"name": f"Matrix reach {k}", "definition": {"filters": [f"email:eq:{email}"]}})
         values["segment_id"] = str(await made("/segments", {"name": f"Matrix free {k}"}))
-        for name in ("campaign", "start", "schedule", "unschedule", "pause", "resume", "cancel"):
+        for name in ("campaign", "start", "schedule", "unschedule", "pause", "resume", "cancel", "delete"):
             campaign_id = await made("/campaigns", {"name": f"Matrix {name} {k}", "segment_id": reach, **CONTENT})
             key = "campaign_id" if name == "campaign" else f"{name}_campaign_id"
             values[key] = str(campaign_id)

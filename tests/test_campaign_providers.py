@@ -298,7 +298,8 @@ async def test_a_refusal_of_the_data_after_the_commit_is_corrected(workspace: Wo
                 "SELECT r.email, r.status, r.message_id, r.attempts, r.error,"
                 " (SELECT array_agg(kind ORDER BY kind) FROM campaign_events e WHERE e.recipient_id = r.id) AS events,"
                 " (SELECT count(*) FROM activities a WHERE a.contact_id = r.contact_id"
-                "  AND a.event->>'name' = 'campaign.sent' AND a.event->>'campaign_id' = $1::bigint::text) AS sent_entries"
+                "  AND a.event->>'name' = 'campaign.sent' AND a.event->>'campaign_id' = $1::bigint::text)"
+                " AS sent_entries"
                 " FROM campaign_recipients r WHERE r.campaign_id = $1", [campaign_id])
         return {r["email"]: dict(r) for r in rows}
 

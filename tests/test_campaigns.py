@@ -235,3 +235,30 @@ async def test_a_refusing_mail_server_backs_the_campaign_off_once_per_attempt(wo
     # four senders met the refusal together: one attempt, one back-off, still sending
     assert (row["status"], row["failures"]) == ("sending", 1) and row["retry_at"] is not None
     assert {r["status"] for r in await _recipients(workspace, campaign["id"])} == {"pending"}
+
+
+async def test_only_campaigns_that_sent_nothing_can_be_deleted(workspace: Workspace) -> None:
+    await _contacts(workspace, [("张伟", "zw@example.cn", "granted", "customer")])
+    draft = await _campaign(workspace)
+    sending = await _campaign(workspace, name="已发送")
+    await service.start_campaign(owner(workspace), sending["id"])
+    # bad input: deleting a campaign that is sending, then one that has sent its email
+    with pytest.raises(RecordsRefusal) as busy:
+        await service.delete_campaign(owner(workspace), sending["id"])
+    assert (busy.value.status, busy.value.code) == (409, "wrong_state") and "cancel it" in busy.value.message
+    await send_campaign(workspace.tenant_id, sending["id"], seconds=30, senders=1)
+    with pytest.raises(RecordsRefusal) as sent:
+        await service.delete_campaign(owner(workspace), sending["id"])
+    assert (sent.value.status, sent.value.code) == (409, "has_sent") and "sent 1 email" in sent.value.message
+    # a sales member may look at campaigns but not delete them
+    sales = await add_member(workspace, "sales")
+    seller = Actor(kind="user", tenant_id=workspace.tenant_id, role="sales", identity_id=sales.identity_id,
+                   label=sales.email)
+    with pytest.raises(PermissionDenied):
+        await service.delete_campaign(seller, draft["id"])
+    await service.delete_campaign(owner(workspace), draft["id"])
+    async with tenant_scope(workspace.tenant_id) as tx:
+        left = [r["id"] for r in await tx.execute_query_dict("SELECT id FROM campaigns ORDER BY id")]
+        audit = await tx.execute_query_dict(
+            "SELECT action FROM audit_log WHERE action = 'campaign.delete' AND object_id = $1", [str(draft["id"])])
+    assert left == [sending["id"]] and len(audit) == 1

@@ -166,6 +166,10 @@ async def test_bad_input_is_refused_naming_the_problem(workspace: Workspace) -> 
         assert (await c.post(f"{API}/campaigns/{ready['id']}/unschedule")).json()["status"] == "draft"
         assert (await c.post(f"{API}/campaigns/{ready['id']}/cancel")).json()["status"] == "cancelled"
         assert_error(await c.post(f"{API}/campaigns/{ready['id']}/cancel"), 409, "wrong_state")
+        # a cancelled campaign that never sent anything can be deleted, once
+        assert (await c.delete(f"{API}/campaigns/{ready['id']}")).status_code == 204
+        assert_error(await c.get(f"{API}/campaigns/{ready['id']}"), 404)
+        assert_error(await c.delete(f"{API}/campaigns/{ready['id']}"), 404)
 
 
 async def test_who_may_send_and_another_workspace_sees_nothing(workspace: Workspace,
@@ -192,7 +196,8 @@ async def test_who_may_send_and_another_workspace_sees_nothing(workspace: Worksp
     async with client(headers=await owner_token(other_workspace)) as c:
         one = f"/campaigns/{campaign['id']}"
         for method, path in (("GET", one), ("POST", f"{one}/start"), ("GET", f"{one}/report"),
-                             ("POST", f"{one}/cancel"), ("PATCH", one), ("GET", f"/segments/{segment['id']}"),
+                             ("POST", f"{one}/cancel"), ("PATCH", one), ("DELETE", one),
+                             ("GET", f"/segments/{segment['id']}"),
                              ("DELETE", f"/segments/{segment['id']}")):
             resp = await c.request(method, API + path, json={} if method == "PATCH" else None)
             assert_error(resp, 404, "not_found")
@@ -215,6 +220,7 @@ async def test_the_openapi_document_lists_the_routes(db: Services) -> None:
         ("/campaigns/{campaign_id}", "get"): "campaigns: view",
         ("/campaigns/{campaign_id}", "patch"): "campaigns: edit",
         ("/campaigns/{campaign_id}/report", "get"): "campaigns: view",
+        ("/campaigns/{campaign_id}", "delete"): "campaigns: delete",
         **{(f"/campaigns/{{campaign_id}}/{action}", "post"): "campaigns: edit"
            for action in ("start", "schedule", "unschedule", "pause", "resume", "cancel")},
     }
@@ -307,6 +313,12 @@ async def test_the_pages_without_javascript(workspace: Workspace) -> None:
         assert "Campaign cancelled" in over.text and 'data-action="start"' not in over.text
         listed = await c.get(base)
         assert f'data-campaign-id="{campaign_id}"' in listed.text and "Cancelled" in listed.text
+        # it sent nothing: it can be deleted, behind its own confirm
+        assert 'data-action="delete"' in over.text
+        deleted = await c.post(f"{page_url}/delete", data={"csrf_token": csrf_from(over.text)})
+        assert deleted.status_code == 303 and deleted.headers["location"].endswith("/campaigns?done=deleted")
+        listed = await c.get(deleted.headers["location"])
+        assert "Campaign deleted." in listed.text and f'data-campaign-id="{campaign_id}"' not in listed.text
 
     async with client(headers=await owner_token(workspace)) as c:
         draft = await made(c, "/campaigns", {"name": "草稿", "segment_id": segment_id, **CONTENT})

@@ -95,6 +95,11 @@ def can_edit(request: Request) -> bool:
     return policy is None or policy.can("campaigns", "edit")
 
 
+def can_delete(request: Request) -> bool:
+    policy = request.state.policy
+    return policy is None or policy.can("campaigns", "delete")
+
+
 # --- the list --------------------------------------------------------------------------------
 
 
@@ -255,7 +260,7 @@ async def _detail(request: Request, campaign_id: int, *, problems: dict[str, str
         "problems": problems or {}, "problem_status": problem_status,
         "schedule_value": schedule_value or local_input(campaign["scheduled_at"] or soon, zone),
         "schedule_min": local_input(datetime.now(UTC), zone), "zone_name": zone.key,
-        "can_send": can_send(request), "can_edit": can_edit(request),
+        "can_send": can_send(request), "can_edit": can_edit(request), "can_delete": can_delete(request),
         "polling": campaign["status"] == "sending", "poll_ms": POLL_MS, "refresh_seconds": NOSCRIPT_REFRESH_SECONDS,
         "notice": request.query_params.get("done", "")}, status=status)
 
@@ -282,10 +287,10 @@ async def campaign_progress(request: Request) -> Response:
 
 
 def _action_page(name: str) -> Any:
-    """The POST of one button on a campaign's page: start, unschedule, pause, resume or cancel."""
+    """The POST of one button on a campaign's page: start, unschedule, pause, resume, cancel or delete."""
     actions = {"start": campaigns.start_campaign, "unschedule": campaigns.unschedule_campaign,
                "pause": campaigns.pause_campaign, "resume": campaigns.resume_campaign,
-               "cancel": campaigns.cancel_campaign}
+               "cancel": campaigns.cancel_campaign, "delete": campaigns.delete_campaign}
 
     async def post(request: Request) -> Response:
         await read_form(request)
@@ -299,6 +304,8 @@ def _action_page(name: str) -> Any:
                 return _error(request, 404, exc.message)
             return await _detail(request, campaign_id, problems=_refusal_errors(request, exc),
                                  problem_status=exc.status, status=exc.status)
+        if name == "delete":
+            return RedirectResponse(f"{_base(request)}/campaigns?done=deleted", status_code=303)
         return RedirectResponse(f"{_base(request)}/campaigns/{campaign_id}?done={name}", status_code=303)
 
     post.__name__ = f"campaign_{name}"
@@ -336,5 +343,5 @@ routes: list[Route] = [
     Route(_ONE + "/progress", campaign_progress, methods=["GET"]),
     Route(_ONE + "/schedule", schedule_page, methods=["POST"]),
     *(Route(f"{_ONE}/{name}", _action_page(name), methods=["POST"])
-      for name in ("start", "unschedule", "pause", "resume", "cancel")),
+      for name in ("start", "unschedule", "pause", "resume", "cancel", "delete")),
 ]

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import asyncpg
+import uvloop
 
 from kith.platform.access.actor import Actor
 from kith.platform.bench import machine
@@ -158,7 +159,7 @@ def sink_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refuse", action="append", default=[], help="answer 550 to RCPT of this address")
     args = parser.parse_args(argv)
     with args.out.open("w", encoding="utf-8", buffering=1 << 20) as out:
-        asyncio.run(_serve_sink(args.host, args.port, out, args.refuse))
+        uvloop.run(_serve_sink(args.host, args.port, out, args.refuse))  # less CPU per message than asyncio's loop
     return 0
 
 

@@ -339,6 +339,27 @@ async def cancel_campaign(actor: Actor, campaign_id: int) -> dict[str, Any]:
     return row
 
 
+async def delete_campaign(actor: Actor, campaign_id: int) -> None:
+    """Delete a draft, or a cancelled campaign that never sent an email. A campaign that sent
+    email is kept: its report, the recipients' timelines and the quota count on it."""
+    async with acting_as(actor) as session:
+        session.require(OBJECT, "delete")
+        row = await load_campaign(session, campaign_id, lock=True)
+        if row["status"] in ("scheduled", "sending", "paused"):
+            raise RecordsRefusal(409, "wrong_state", f"This campaign is {row['status']}; cancel it before deleting it.")
+        if row["status"] != "draft":
+            used = await session.tx.execute_query_dict(
+                "SELECT count(*) AS n FROM campaign_recipients WHERE campaign_id = $1 AND status IN ('sent', 'failed')",
+                [campaign_id])
+            if used[0]["n"]:
+                raise RecordsRefusal(409, "has_sent", f"This campaign sent {used[0]['n']} email(s); it is kept for "
+                                     "its report and the recipients' timelines.")
+        await session.tx.execute_query("DELETE FROM campaigns WHERE id = $1", [campaign_id])
+        await session.audit("campaign.delete", OBJECT, campaign_id,
+                            {"name": [row["name"], None], "status": [row["status"], None]})
+    await dequeue(actor.tenant_id, campaign_id)
+
+
 async def get_campaign(actor: Actor, campaign_id: int) -> dict[str, Any]:
     async with acting_as(actor) as session:
         session.require(OBJECT, "view")

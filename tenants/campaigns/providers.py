@@ -312,6 +312,7 @@ class SmtpProvider:
                                password=self._password if self._username else None, timeout=self._timeout)
         try:
             await smtp.connect()  # connects, STARTTLS when configured, logs in when a user is set
+            await smtp._ehlo_or_helo_if_needed()  # on a plain connection EHLO waits for the first command
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise ProviderError(f"the mail server at {self.where} refused the login of SMTP_USERNAME "
                                 f"{self._username!r}: {_reply(exc)}") from None
@@ -413,8 +414,14 @@ class SmtpProvider:
         for attempt in (1, 2):
             smtp = await self._connected()
             try:
-                await smtp.mail(sender)
-                await smtp.rcpt(to)
+                # the addresses were checked and made ASCII already: aiosmtplib's mail() and rcpt()
+                # would parse them again with the stdlib (about 0.1 ms each)
+                reply = await smtp.execute_command(b"MAIL", f"FROM:<{sender}>".encode("ascii"))
+                if reply.code != SMTPStatus.completed:
+                    raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+                reply = await smtp.execute_command(b"RCPT", f"TO:<{to}>".encode("ascii"))
+                if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+                    raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, to)
                 return smtp
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
                 self._drop()

@@ -322,6 +322,13 @@ async def cancel_campaign(request: Request, body: None) -> BaseModel:
     return campaign_out(await _run(campaigns.cancel_campaign(actor_of(request), _campaign_id(request))))
 
 
+@endpoint("DELETE", "/campaigns/{campaign_id}",
+          summary="Delete a draft, or a cancelled campaign that never sent an email (409 otherwise)",
+          permission=("campaigns", "delete"), status=204, errors=(401, 403, 404, 409), tag=TAG)
+async def delete_campaign(request: Request, body: None) -> None:
+    await _run(campaigns.delete_campaign(actor_of(request), _campaign_id(request)))
+
+
 @endpoint("GET", "/campaigns/{campaign_id}/report",
           summary="A campaign's report: counts, rates over the emails sent, and sent/opened/clicked over time",
           permission=("campaigns", "view"), response=ReportOut, errors=(401, 403, 404), tag=TAG)
