@@ -51,6 +51,7 @@ from kith.platform.bench import machine
 from kith.platform.config import get_settings
 from kith.platform.db import connect_raw, tenant_schema
 from kith.tenants.bench import vocabulary as v
+from kith.tenants.bench.http import process_cpu
 from kith.tenants.bench.workspace import BenchWorkspace, create_bench_workspace
 
 # Targets of issue 6.
@@ -329,16 +330,6 @@ def smtp_connections(pid: int, port: int) -> int:
             if target.startswith("socket:[") and target[8:-1] in inodes:
                 held += 1
     return held
-
-
-def process_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of one process, or None when it is gone or unreadable."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class BackendCpu:

@@ -118,7 +118,7 @@ def default_targets(contact_ids: tuple[int, int], *, requests: int = 2000, seed:
 # --- CPU accounting from /proc -------------------------------------------------------------------
 
 
-def _proc_cpu(pid: int) -> float | None:
+def process_cpu(pid: int) -> float | None:
     """User + system CPU seconds of one process, or None when it is gone or unreadable."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -160,7 +160,7 @@ def _machine_ticks() -> tuple[int, int]:
 
 
 def _cpu_of(pids: list[int]) -> dict[int, float]:
-    return {pid: cpu for pid in pids if (cpu := _proc_cpu(pid)) is not None}
+    return {pid: cpu for pid in pids if (cpu := process_cpu(pid)) is not None}
 
 
 def _spent(before: dict[int, float], after: dict[int, float]) -> float:
