@@ -18,6 +18,7 @@ from kith.jobs.backups import BACKUP_FUNCTIONS, enqueue_scheduled_backups
 from kith.jobs.billing import billing_notices, enqueue_billing_notices
 from kith.jobs.campaigns import CAMPAIGN_FUNCTIONS, TICK_SECONDS, enqueue_due_campaigns
 from kith.jobs.exports import EXPORT_FUNCTIONS, enqueue_export_cleanup
+from kith.jobs.housekeeping import purge_sessions
 from kith.jobs.imports import run_import_job
 from kith.jobs.invites import invitation_email, password_reset_email, verification_email
 from kith.jobs.pool_reclaim import enqueue_pool_reclaim, pool_reclaim
@@ -71,6 +72,8 @@ class WorkerSettings:
         cron(enqueue_due_campaigns, second=set(range(0, 60, TICK_SECONDS)), run_at_startup=False),
         # 04:11 UTC, daily: background exports past KITH_EXPORT_KEEP_DAYS are deleted, files and rows
         cron(enqueue_export_cleanup, hour={4}, minute={11}, run_at_startup=False),
+        # 03:37 UTC, daily: expired web sessions and login challenges are deleted
+        cron(purge_sessions, hour={3}, minute={37}, run_at_startup=False),
     ]
     on_startup = startup
     on_shutdown = shutdown

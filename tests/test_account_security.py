@@ -421,3 +421,27 @@ async def test_a_parallel_burst_gets_no_more_password_checks_than_the_limit(db: 
     refused = [r for r in results if isinstance(r, Lockout)]
     assert len(allowed) == 5 and len(refused) == 7  # counted before the check, so a race cannot overrun it
     assert all(r.scope == "email" for r in refused)
+
+
+async def test_the_daily_purge_deletes_expired_sessions_and_challenges_only(workspace: Workspace) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from kith.jobs.housekeeping import purge_sessions
+    from kith.platform.identity.models import LoginChallenge, WebSession
+    from kith.platform.identity.sessions import load_session, start_login_challenge, start_session, token_hash
+
+    identity = await Identity.get(id=workspace.identity_id)
+    live = await start_session(identity)
+    expired = [await start_session(identity) for _ in range(3)]
+    challenge = await start_login_challenge(identity.id)
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    async with platform_tx() as tx:
+        await WebSession.filter(token_hash__in=[token_hash(t) for t in expired]).using_db(tx).update(expires_at=past)
+        await LoginChallenge.filter(token_hash=token_hash(challenge)).using_db(tx).update(expires_at=past)
+        before = await WebSession.filter(identity_id=identity.id).using_db(tx).count()
+    assert await purge_sessions({}) >= 4  # other tests' expired rows may go too
+    async with platform_tx() as tx:
+        after = await WebSession.filter(identity_id=identity.id).using_db(tx).count()
+        challenges = await LoginChallenge.filter(token_hash=token_hash(challenge)).using_db(tx).count()
+    assert (before, after, challenges) == (4, 1, 0)
+    assert await load_session(live) is not None  # the live one still signs in

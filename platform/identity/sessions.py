@@ -99,6 +99,23 @@ async def end_session(raw: str) -> None:
         await WebSession.filter(token_hash=token_hash(raw)).using_db(tx).delete()
 
 
+async def purge_expired_sessions(*, batch: int = 5_000) -> int:
+    """Delete web sessions and login challenges that expired (nobody can use them: every read
+    checks expires_at), a batch per short transaction so the table is never locked for long.
+    Returns how many rows went. The daily cron (kith.jobs.housekeeping) calls it."""
+    removed = 0
+    for table in ("web_sessions", "login_challenges"):
+        while True:
+            async with platform_tx() as tx:
+                rows = await tx.execute_query_dict(
+                    f"WITH gone AS (DELETE FROM public.{table} WHERE id IN (SELECT id FROM public.{table}"  # noqa: S608
+                    " WHERE expires_at <= now() LIMIT $1) RETURNING 1) SELECT count(*) AS n FROM gone", [batch])
+            removed += int(rows[0]["n"])
+            if int(rows[0]["n"]) < batch:
+                break
+    return removed
+
+
 async def start_login_challenge(identity_id: int, *, next_url: str = "") -> str:
     """Remember that this person passed the password step; returns the raw token for a
     short-lived cookie. It grants nothing but a try at the second factor."""
