@@ -426,6 +426,31 @@ async def audit_export(env: Env) -> Expected:
                      {"format": "jsonl", "filters": {"action": "contact"}, "through_seq": since})
 
 
+async def email_provider_update(env: Env) -> Expected:
+    since = await _head(env.ws)
+    await _api(env, "PUT", "/email-provider", {"kind": "smtp", "smtp_host": "smtp.example.cn", "smtp_port": 587,
+                                              "smtp_username": "mailer", "smtp_password": "s3cret mail pass"})
+
+    async def undo() -> None:
+        await _api(env, "PUT", "/email-provider", {"kind": "platform"})
+
+    def only_that_a_secret_was_given(diff: Any) -> bool:  # never its text or its ciphertext
+        return (diff.get("kind") == ["platform", "smtp"] and diff.get("smtp_host") == ["", "smtp.example.cn"]
+                and diff.get("smtp_password") == [None, "new value"] and "s3cret" not in str(diff)
+                and "kc1:" not in str(diff))
+
+    return Expected(since, "email_provider.update", "email_provider", "", "token", str(env.ws.identity_id),
+                    only_that_a_secret_was_given, env.token_id, undo=undo)
+
+
+async def campaign_delete(env: Env) -> Expected:
+    made = await _api(env, "POST", "/campaigns", {"name": f"草稿 {next(_n)}"}, status=201)
+    since = await _head(env.ws)
+    await _api(env, "DELETE", f"/campaigns/{made['id']}", status=204)
+    return _by_token(env, since, "campaign.delete", "campaigns", made["id"],
+                     {"name": [made["name"], None], "status": ["draft", None]})
+
+
 CASES: list[Case] = [
     Case("contact create (API)", contact_create_api),
     Case("contact create (page)", contact_create_page),
@@ -456,6 +481,8 @@ CASES: list[Case] = [
     Case("workspace 2FA requirement", workspace_requires_2fa),
     Case("audit retention change", audit_retention_change),
     Case("audit export", audit_export),
+    Case("email provider update (API)", email_provider_update),
+    Case("campaign delete (API)", campaign_delete),
 ]
 
 

@@ -36,6 +36,7 @@ from kith.web import (
     contact_pages,
     deal_pages,
     dev_pages,
+    email_provider_pages,
     export_job_pages,
     export_pages,
     health,
@@ -64,6 +65,7 @@ from kith.web.api import campaigns as _campaigns_api  # noqa: F401 - segments, c
 from kith.web.api import companies as _companies_api  # noqa: F401 - companies and the customer 360 view
 from kith.web.api import contacts as _contacts_api  # noqa: F401 - registers the contacts endpoints
 from kith.web.api import deals as _deals_api  # noqa: F401 - pipelines, stages, deals, board and forecast
+from kith.web.api import email_provider as _email_provider_api  # noqa: F401 - the workspace's own SMTP or SES
 from kith.web.api import email_templates as _email_templates_api  # noqa: F401 - campaign email templates
 from kith.web.api import export_jobs as _export_jobs_api  # noqa: F401 - exports run in the background
 from kith.web.api import exports as _exports_api  # noqa: F401 - CSV/XLSX exports of lists and saved views
@@ -225,6 +227,7 @@ def create_app() -> Starlette:
         *segment_pages.routes,
         *tracking_pages.routes,
         *template_pages.routes,
+        *email_provider_pages.routes,
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"),
     ]
     app = Starlette(

@@ -4,8 +4,9 @@ KITH_ENCRYPTION_KEYS.
 What the keyring encrypts: the TOTP secrets in `public.identities` (active and pending) and,
 in every tenant schema, the wrapped per-person keys in `subject_keys` (audit diffs are
 encrypted with those per-person keys, so rotating the keyring re-wraps them and never touches
-the append-only audit log). TOTP secrets stored before encryption existed are plain text;
-this command encrypts them too.
+the append-only audit log) and the secrets of the workspace's own email provider
+(`email_provider.smtp_password` and `ses_secret_access_key`). TOTP secrets stored before
+encryption existed are plain text; this command encrypts them too.
 
 Each batch is its own transaction and picks only values not yet under the first key, so the
 command is idempotent and an interrupted run resumes where it stopped. Once a run reports
@@ -27,6 +28,8 @@ from kith.platform.cli.services import embedded_services
 
 BATCH = 500
 IDENTITY_COLUMNS = ("totp_secret", "totp_pending_secret")
+# the one-row table of a workspace's own email provider (kith.tenants.campaigns.provider_settings)
+EMAIL_PROVIDER_COLUMNS = ("smtp_password", "ses_secret_access_key")
 
 Say = Callable[[str], None]
 
@@ -156,6 +159,49 @@ async def _rotate_tenant(conn: Any, tenant_id: int, slug: str, say: Say, batch: 
     return count
 
 
+async def _rotate_email_provider(conn: Any, tenant_id: int, slug: str, say: Say) -> ScopeCount | None:
+    """Re-encrypt the secrets of the workspace's own email provider: one row, one transaction."""
+    import asyncpg
+
+    from kith.platform.crypto import DecryptionError, encrypt, keyring, needs_rotation, reveal
+    from kith.tenants.campaigns.provider_settings import secret_context
+
+    ring = keyring()
+    count = ScopeCount(f"t_{tenant_id} ({slug}) email_provider")
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT public.kith_enter_tenant($1)", tenant_id)
+            if await conn.fetchval("SELECT to_regclass('email_provider')") is None:
+                return None  # not migrated to 0014 yet: nothing stored
+            row = await conn.fetchrow(
+                f"SELECT {', '.join(EMAIL_PROVIDER_COLUMNS)} FROM email_provider WHERE id = 1 FOR UPDATE")
+            if row is None:
+                return None
+            updates: dict[str, str] = {}
+            for column in EMAIL_PROVIDER_COLUMNS:
+                value = row[column]
+                if value is None:
+                    continue
+                if not needs_rotation(str(value), ring):
+                    count.current += 1
+                    continue
+                context = secret_context(column, tenant_id)
+                try:
+                    updates[column] = encrypt(str(reveal(str(value), context, ring)), context, ring)
+                except DecryptionError as exc:
+                    count.failed.append(str(exc))
+            if updates:
+                # the column names come from EMAIL_PROVIDER_COLUMNS, never from input
+                sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(updates, start=1))
+                await conn.execute(f"UPDATE email_provider SET {sets} WHERE id = 1", *updates.values())
+    except asyncpg.RaiseError:
+        return None  # deleted meanwhile
+    count.rotated = len(updates)
+    if count.rotated or count.failed:
+        say(f"{count.scope}: {count.rotated} re-encrypted")
+    return count
+
+
 async def rotate_keys(*, batch: int = BATCH, say: Say = _say) -> RotationReport:
     """Re-encrypt everything encrypted at rest with the keyring's first key; see the module's docstring.
 
@@ -177,6 +223,9 @@ async def rotate_keys(*, batch: int = BATCH, say: Say = _say) -> RotationReport:
             if count is not None:
                 report.tenants += 1
                 report.scopes.append(count)
+            provider = await _rotate_email_provider(conn, int(t["id"]), str(t["slug"]), say)
+            if provider is not None:
+                report.scopes.append(provider)
     finally:
         await conn.close()
     return report
@@ -213,10 +262,11 @@ def add_keys_parser(commands: Any) -> None:
     actions = keys.add_subparsers(dest="keys_command", metavar="<action>", required=True)
     rotate = actions.add_parser(
         "rotate", help="re-encrypt every encrypted value with the first key of KITH_ENCRYPTION_KEYS",
-        description="Re-encrypt TOTP secrets (public schema) and the wrapped per-person audit keys (every "
-                    "workspace schema) with the first key of KITH_ENCRYPTION_KEYS; plain values left from "
-                    "before encryption are encrypted too. Batches commit one by one, so the command can be "
-                    "interrupted and run again. Exit 0 when done; 1 naming values no key could decrypt.",
+        description="Re-encrypt TOTP secrets (public schema), the wrapped per-person audit keys and the email "
+                    "provider's secrets (every workspace schema) with the first key of KITH_ENCRYPTION_KEYS; "
+                    "plain values left from before encryption are encrypted too. Batches commit one by one, so "
+                    "the command can be interrupted and run again. Exit 0 when done; 1 naming values no key "
+                    "could decrypt.",
     )
     rotate.add_argument("--batch", type=positive_int, default=BATCH, help=f"rows per transaction (default {BATCH})")
     rotate.set_defaults(handler=run_rotate)

@@ -475,18 +475,24 @@ _SES_ADDRESS = {"InvalidParameterValue", "BadRequestException"}
 class SesProvider:
     """Amazon SES through boto3's sesv2 SendEmail with the raw message, in a thread (boto3 blocks).
 
-    The client (and its HTTPS connection pool) is made once per provider; credentials come from
-    boto3's usual chain. The returned id is SES's MessageId, which its bounce and complaint
+    The client (and its HTTPS connection pool) is made once per provider; credentials are the
+    access key given (a workspace's own SES account) or, without one, boto3's usual chain (the
+    platform's). The returned id is SES's MessageId, which its bounce and complaint
     notifications carry.
     """
 
     name = "ses"
 
-    def __init__(self, region: str, *, endpoint_url: str | None = None) -> None:
+    def __init__(self, region: str, *, endpoint_url: str | None = None, access_key_id: str = "",
+                 secret_access_key: str = "") -> None:
         self.region = region
         self.endpoint = endpoint_url or f"SES in {region}"
+        # what a refusal of the credentials tells people to check
+        self._credentials = ("the access key in Settings › Email sending" if access_key_id
+                             else "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
         self.client: Any = boto3.session.Session().client(
             "sesv2", region_name=region, endpoint_url=endpoint_url or None,
+            aws_access_key_id=access_key_id or None, aws_secret_access_key=secret_access_key or None,
             # one quick retry inside boto3; longer waits are the engine's back-off
             config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}),
         )
@@ -515,7 +521,7 @@ class SesProvider:
             message = f"HTTP {status}" if code.isdigit() else str(error.get("Message", "")) or code
             if code in _SES_DENIED or status in {401, 403}:
                 return ProviderError(f"{self.endpoint} refused Kith's AWS credentials ({message}); check "
-                                     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the IAM policy (ses:SendEmail)")
+                                     f"{self._credentials} and the IAM policy (ses:SendEmail)")
             if code in _SES_LATER or status >= 500:
                 return TemporaryFailure(f"{self.endpoint} is not taking mail now ({code}: {message}); will retry")
             if code in _SES_SENDER:

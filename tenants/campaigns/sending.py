@@ -41,6 +41,7 @@ from kith.platform.config import get_settings
 from kith.platform.db import platform_tx, tenant_scope
 from kith.platform.observability import get_logger
 from kith.tenants.campaigns import links
+from kith.tenants.campaigns.provider_settings import ProviderFactory, provider_factory
 from kith.tenants.campaigns.providers import (
     OutgoingEmail,
     PermanentFailure,
@@ -48,7 +49,6 @@ from kith.tenants.campaigns.providers import (
     ProviderError,
     TemporaryFailure,
     Unconfirmed,
-    provider_for,
 )
 from kith.tenants.campaigns.templates import TemplateError, render, split_name
 
@@ -321,8 +321,8 @@ async def _send_shielded(campaign: Campaign, provider: Provider, after: int, bas
 
 
 async def _sender(campaign: Campaign, deadline: float, report: SendReport, per_minute: int,
-                  base_url: str) -> None:
-    provider = provider_for(campaign.tenant_id)
+                  base_url: str, factory: ProviderFactory) -> None:
+    provider = factory()
     rate = _Rate(campaign.tenant_id, per_minute)
     after = 0
     try:
@@ -396,6 +396,7 @@ async def send_campaign(tenant_id: int, campaign_id: int, *, seconds: float, sen
     if campaign is None:
         report.stopped = "not sending"
         return report
+    factory = await provider_factory(tenant_id)  # the workspace's provider settings, read once per job
     settings = get_settings()
     count = senders or settings.campaign_senders
     base_url = settings.base_url
@@ -403,7 +404,7 @@ async def send_campaign(tenant_id: int, campaign_id: int, *, seconds: float, sen
     beat = asyncio.get_running_loop().create_task(_heartbeat(tenant_id, campaign_id))
     try:
         await asyncio.gather(*(_sender(Campaign(**campaign.__dict__), deadline, report,
-                                       settings.campaign_rate_per_minute, base_url) for _ in range(count)))
+                                       settings.campaign_rate_per_minute, base_url, factory) for _ in range(count)))
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -321,7 +321,8 @@ async def send_test(actor: Actor, *, template_id: int | None = None,
     commits with it). A provider's refusal is a RecordsRefusal 502 with its message; a template
     that cannot be filled in, 422.
     """
-    from kith.tenants.campaigns.providers import OutgoingEmail, ProviderError, provider_for  # beside this module
+    from kith.tenants.campaigns.provider_settings import provider_factory_in  # beside this module
+    from kith.tenants.campaigns.providers import OutgoingEmail, ProviderError
 
     if actor.identity_id is None:
         raise RecordsRefusal(422, "invalid_input", "A test send goes to a person; this caller has no address.")
@@ -357,7 +358,7 @@ async def send_test(actor: Actor, *, template_id: int | None = None,
             subject=(label + filled_subject)[:300], html=filled_html, text=filled_text,
             headers={"X-Kith-Test-Send": f"{actor.tenant_id}.{template_id or 'new'}"},
             message_id=f"<test.t{actor.tenant_id}.i{actor.identity_id}.{secrets.token_hex(8)}@kith>")
-        provider = provider_for(actor.tenant_id)
+        provider = (await provider_factory_in(session.tx, actor.tenant_id))()  # the workspace's own, if it has one
         try:
             provider_id = await provider.send(email)
         except ProviderError as exc:
