@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -52,10 +53,13 @@ class FakeStripe:
         self.requests: list[tuple[str, str, Obj]] = []
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
+        # each fake (one per test module) names its objects apart: ids are unique in the database
+        # a whole test session shares, as Stripe's are
+        self._tag = secrets.token_hex(3)
         self.base = ""
 
     def _id(self, prefix: str) -> str:
-        return f"{prefix}_fake{next(self._ids):06d}"
+        return f"{prefix}_fake{self._tag}{next(self._ids):06d}"
 
     # --- the API -----------------------------------------------------------------------------
 

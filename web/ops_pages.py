@@ -7,22 +7,30 @@ here. Each action needs a reason: a blank one is a 422 and changes nothing.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlencode
 
+from arq.worker import Function
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from kith.jobs.queue import get_queue
 from kith.platform.audit.entries import AuditFilter
 from kith.platform.backups.runs import failed_runs
 from kith.platform.backups.workspace import console_overview, ops_request_backup, ops_request_restore
+from kith.platform.billing.changes import money
 from kith.platform.billing.plans import PLANS, Plan
 from kith.platform.config import get_settings
 from kith.platform.db import platform_tx
 from kith.platform.identity.ratelimit import Lockout, begin_attempt, record_failure, record_success, release
 from kith.platform.identity.totp import TwoFactorError, normalise_code
 from kith.platform.observability import get_logger
-from kith.platform.ops import console
+from kith.platform.ops import console, figures
 from kith.platform.ops.audit import ReasonRequired, clean_reason
 from kith.platform.ops.impersonation import (
     COOKIE_NAME as IMPERSONATION_COOKIE,
@@ -177,8 +185,43 @@ async def dashboard(request: Request) -> Response:
         return _to_login()
     data = await console.dashboard()
     peak = max((n for _, n in data.signups), default=0)
-    return _page(request, "ops/dashboard.html", {"operator": session.operator, "data": data, "peak": peak,
-                                                 "failed_backups": await failed_runs()})
+    runs, jobs_error = await _job_runs()
+    return _page(request, "ops/dashboard.html", {
+        "operator": session.operator, "data": data, "peak": peak, "failed_backups": await failed_runs(),
+        "figures": await figures.money_figures(), "largest_storage": await figures.largest_by_storage(),
+        "failing_jobs": figures.failing_jobs(runs), "jobs_error": jobs_error, "kept_minutes": _kept_minutes(),
+        "money": money})
+
+
+@functools.cache
+def _tenant_job_functions() -> frozenset[str]:
+    """The worker's jobs whose first argument is a tenant id (those @tenant_job wraps, whose own
+    second parameter is the tenant)."""
+    from kith.jobs.worker import WorkerSettings
+
+    names: set[str] = set()
+    for item in WorkerSettings.functions:
+        name, coroutine = (item.name, item.coroutine) if isinstance(item, Function) else (item.__qualname__, item)
+        params = list(inspect.signature(coroutine).parameters)  # follows functools.wraps to the job itself
+        if len(params) > 1 and params[1] in ("tenant", "tenant_id"):
+            names.add(name)
+    return frozenset(names)
+
+
+def _kept_minutes() -> int:
+    from kith.jobs.worker import WorkerSettings
+
+    return int(WorkerSettings.keep_result // 60)
+
+
+async def _job_runs() -> tuple[list[figures.JobRun], str]:
+    """The finished jobs arq keeps, or none and why: the console renders while Redis is down."""
+    try:
+        return await figures.kept_job_runs(await get_queue(), queue_name=get_settings().queue_name,
+                                           tenant_functions=_tenant_job_functions()), ""
+    except Exception as exc:  # noqa: BLE001 - any Redis or arq failure; the rest of the page still helps
+        log.warning("ops_job_results_unreadable", error=type(exc).__name__)
+        return [], f"Job results cannot be read from Redis right now ({type(exc).__name__})."
 
 
 async def tenants(request: Request) -> Response:
@@ -186,18 +229,60 @@ async def tenants(request: Request) -> Response:
     if session is None:
         return _to_login()
     params = request.query_params
-    page_text = params.get("page", "1")
-    query = console.TenantQuery(q=params.get("q", "")[:200], status=params.get("status", ""),
-                                plan=params.get("plan", "")[:40], page=int(page_text) if page_text.isdigit() else 1)
-    rows = await console.list_tenants(query)
-    plans: list[str] = []
-    if console.billing_available():
-        from kith.platform.billing.plans import PLANS
-
-        plans = [plan.name for plan in PLANS.values()]
+    query, errors = _list_query(params)
+    rows = [] if errors else await figures.list_tenants(query)
+    plans = [plan.name for plan in PLANS.values()]
+    kept = {"q": query.base.q, "status": query.base.status, "plan": query.base.plan, "sort": query.sort,
+            "min_mrr": params.get("min_mrr", "").strip()[:20], "paying": "1" if query.paying_only else ""}
     return _page(request, "ops/tenants.html", {
-        "operator": session.operator, "rows": rows, "query": query, "statuses": console.STATUSES, "plans": plans,
-        "page_size": console.PAGE_SIZE})
+        "operator": session.operator, "rows": rows, "query": query.base, "list": query, "statuses": console.STATUSES,
+        "plans": plans, "sorts": figures.SORTS, "min_mrr_text": kept["min_mrr"], "errors": errors, "money": money,
+        "page_size": console.PAGE_SIZE, "list_params": urlencode({k: v for k, v in kept.items() if v}),
+        "sort_params": urlencode({k: v for k, v in kept.items() if v and k != "sort"})},
+        status=422 if errors else 200)
+
+
+# No workspace pays this much a month; a bigger "minimum" is a typo, not a filter.
+MAX_MIN_MRR = Decimal(1_000_000_000)
+
+
+def _list_query(params: Mapping[str, str]) -> tuple[figures.ListQuery, list[str]]:
+    """The list's query from the URL, and a message for each value that makes no sense (shown
+    instead of the list; nothing is silently dropped)."""
+    errors: list[str] = []
+    status = params.get("status", "").strip()
+    if status and status not in console.STATUSES:
+        errors.append(f"There is no status \"{status[:40]}\": choose one of {', '.join(console.STATUSES)}.")
+        status = ""
+    plan_text, plan = params.get("plan", "").strip()[:40], ""
+    if plan_text:
+        found = next((p for p in PLANS.values() if plan_text.lower() in (p.key, p.name.lower())), None)
+        if found is None:
+            errors.append(f"There is no plan \"{plan_text}\": plans are "
+                          f"{', '.join(p.name for p in PLANS.values())}.")
+        else:
+            plan = found.name
+    min_text, min_mrr = params.get("min_mrr", "").strip()[:20], None
+    if min_text:
+        try:
+            value: Decimal | None = Decimal(min_text.removeprefix("$").replace(",", ""))
+        except InvalidOperation:
+            value = None
+        if value is None or not value.is_finite() or value < 0 or value > MAX_MIN_MRR:
+            errors.append(f"Minimum MRR \"{min_text}\" is not an amount: give dollars a month, like 15 or 49.50.")
+        else:
+            min_mrr = value
+    sort = params.get("sort", "").strip() or "signup"
+    if sort not in figures.SORTS:
+        errors.append(f"The list cannot be ordered by \"{sort[:40]}\": order it by signup date or by MRR.")
+        sort = "signup"
+    paying = params.get("paying", "").strip()
+    if paying not in ("", "1", "on"):
+        errors.append("\"Paying only\" is either ticked or not.")
+    page_text = params.get("page", "1")
+    base = console.TenantQuery(q=params.get("q", "")[:200], status=status, plan=plan,
+                               page=int(page_text) if page_text.isdigit() and len(page_text) < 7 else 1)
+    return figures.ListQuery(base=base, sort=sort, min_mrr=min_mrr, paying_only=paying in ("1", "on")), errors
 
 
 async def _detail_page(request: Request, session: OperatorSession, tenant_id: int, *, error: str = "",
@@ -210,10 +295,13 @@ async def _detail_page(request: Request, session: OperatorSession, tenant_id: in
         return _page(request, "error.html", {"status": 404, "title": "Not found",
                                              "message": "There is no such workspace."}, status=404)
     plans: list[Plan] = [p for p in PLANS.values() if p.paid]
+    mrr, storage_mb = await figures.tenant_money(tenant_id)
+    runs, jobs_error = await _job_runs()
     return _page(request, "ops/tenant.html", {
         "operator": session.operator, "detail": detail, "error": error, "notice": notice, "comp_plans": plans,
         "minutes": int(lifetime().total_seconds() // 60), "now": datetime.now(detail.tenant.created_at.tzinfo),
-        "backups": await console_overview(tenant_id)},
+        "backups": await console_overview(tenant_id), "mrr": mrr, "storage_mb": storage_mb, "money": money,
+        "jobs": figures.jobs_of_tenant(runs, tenant_id), "jobs_error": jobs_error, "kept_minutes": _kept_minutes()},
         status=status)
 
 

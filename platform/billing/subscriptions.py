@@ -8,6 +8,9 @@
     any --paused/ops--> suspended
     trialing/active without Stripe --ops comps a plan--> active, not billed, until comped_until
 
+Every change of the row goes through `reconcile_in` or `update_in`, which also write its history
+row (public.subscription_changes, kith.platform.billing.changes) in the same transaction.
+
 Stripe is the record of what is paid: `reconcile_in` sets the row from a Stripe subscription
 object, so whichever order events arrive in, the last reconciliation wins with Stripe's
 current answer. `read_only` and a lapsed trial are computed from timestamps on read
@@ -23,6 +26,7 @@ from typing import Any, Literal
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from kith.platform.audit.log import EntryFields, append_platform_entry
+from kith.platform.billing.changes import record_change_in
 from kith.platform.billing.plans import DEFAULT_TRIAL_PLAN, FALLBACK_PLAN, PLANS, Interval, get_plan, plan_for_price
 from kith.platform.config import get_settings
 from kith.platform.db import entry_facts, forget_entry_facts, platform_tx
@@ -309,9 +313,11 @@ async def reconcile_in(tx: BaseDBAsyncClient, tenant_id: int, stripe_sub: dict[s
                          or now) if status == "cancelled" else None,
     }
     changes = {k: [getattr(current, k), v] for k, v in new.items() if getattr(current, k) != v}
+    shown = {k: [_jsonable(a), _jsonable(b)] for k, (a, b) in changes.items()}
     if changes:
         await _update(tx, tenant_id, {k: v[1] for k, v in changes.items()})
-    return {k: [_jsonable(a), _jsonable(b)] for k, (a, b) in changes.items()}
+        await record_change_in(tx, current, {k: v[1] for k, v in changes.items()}, shown)
+    return shown
 
 
 async def _update(tx: BaseDBAsyncClient, tenant_id: int, values: dict[str, Any]) -> None:
@@ -329,9 +335,11 @@ async def update_in(tx: BaseDBAsyncClient, tenant_id: int, values: dict[str, Any
     """Change columns of the tenant's row; return what changed ({field: [old, new]}) for the audit entry."""
     current = await load_subscription_in(tx, tenant_id, for_update=True)
     changes = {k: [getattr(current, k), v] for k, v in values.items() if getattr(current, k) != v}
+    shown = {k: [_jsonable(a), _jsonable(b)] for k, (a, b) in changes.items()}
     if changes:
         await _update(tx, tenant_id, {k: v[1] for k, v in changes.items()})
-    return {k: [_jsonable(a), _jsonable(b)] for k, (a, b) in changes.items()}
+        await record_change_in(tx, current, {k: v[1] for k, v in changes.items()}, shown)
+    return shown
 
 
 def _jsonable(value: Any) -> Any:
