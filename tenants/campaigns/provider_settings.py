@@ -369,7 +369,7 @@ def _factory(row: dict[str, Any] | None, tenant_id: int) -> ProviderFactory:
     if kind == "smtp":
         host, port, username, starttls = row["smtp_host"], int(row["smtp_port"]), row["smtp_username"], \
             bool(row["smtp_starttls"])
-        return lambda: SmtpProvider(host, port, username=username, password=password, starttls=starttls)
+        return lambda: SmtpProvider(host, port, username=username, password=password, starttls=starttls, own=True)
     region, key_id = row["ses_region"], row["ses_access_key_id"]
     endpoint = get_settings().ses_endpoint_url or None
     return lambda: SesProvider(region, endpoint_url=endpoint, access_key_id=key_id, secret_access_key=secret)
@@ -396,28 +396,21 @@ def _said(message: str) -> str:
     return message.removesuffix("; will retry").replace("; will retry", "")
 
 
-async def _check_smtp(provider: SmtpProvider, *, own: bool) -> CheckResult:
+async def _check_smtp(provider: SmtpProvider) -> CheckResult:
     """Connect (STARTTLS and login as configured), then QUIT; the server's words either way."""
     try:
-        smtp = await provider._connected()  # the sending path's own connect, with its error mapping
-        ehlo = smtp.last_ehlo_response
-        greeting = ehlo.message.splitlines()[0].strip() if ehlo is not None and ehlo.message else ""
+        greeting = await provider.check()  # the sending path's own connect, with its error mapping
     except ProviderError as exc:
         message = _said(exc.message)
-        if own:  # the platform's settings are variables; a workspace's are fields of its page
-            message = message.replace("the login of SMTP_USERNAME ", "the login of ").replace(
-                "(check SMTP_STARTTLS and SMTP_USERNAME)", "(check the STARTTLS setting and the user name)")
         if provider.port == 465 and "did not answer" in message:
             message += (" Port 465 expects TLS from the first byte, which Kith does not use: use port 587 "
                         "with STARTTLS.")
         return CheckResult(False, message, "smtp")
-    finally:
-        await provider.close()
     done = [f"Connected to {provider.where}"]
-    if provider._starttls:
+    if provider.starttls:
         done.append("switched to TLS (STARTTLS)")
-    if provider._username:
-        done.append(f"signed in as {provider._username}")
+    if provider.username:
+        done.append(f"signed in as {provider.username}")
     said = f"; the server introduced itself as {greeting}" if greeting else ""
     return CheckResult(True, ", ".join(done) + said + ".", "smtp")
 
@@ -467,7 +460,7 @@ async def check_provider(actor: Actor, data: EmailProviderIn | None = None) -> C
         if settings.smtp_host:
             platform = SmtpProvider.from_settings(settings)
             platform._timeout = CHECK_TIMEOUT_S  # a person waits for the answer
-            return await _check_smtp(platform, own=False)
+            return await _check_smtp(platform)
         return CheckResult(True, "The dev outbox keeps every email at /dev/outbox; there is no server to reach.",
                            "outbox")
     try:
@@ -479,6 +472,6 @@ async def check_provider(actor: Actor, data: EmailProviderIn | None = None) -> C
     if row["kind"] == "smtp":
         return await _check_smtp(SmtpProvider(row["smtp_host"], int(row["smtp_port"]), username=row["smtp_username"],
                                               password=password, starttls=bool(row["smtp_starttls"]),
-                                              timeout=CHECK_TIMEOUT_S), own=True)
+                                              timeout=CHECK_TIMEOUT_S, own=True))
     return await _check_ses(SesProvider(row["ses_region"], endpoint_url=settings.ses_endpoint_url or None,
                                         access_key_id=row["ses_access_key_id"], secret_access_key=secret))

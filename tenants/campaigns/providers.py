@@ -285,13 +285,18 @@ class SmtpProvider:
     name = "smtp"
 
     def __init__(self, host: str, port: int, *, username: str = "", password: str = "", starttls: bool = True,
-                 timeout: float = SMTP_TIMEOUT_S) -> None:
+                 timeout: float = SMTP_TIMEOUT_S, own: bool = False) -> None:
         self.host = host
         self.port = port
         self.where = f"{host}:{port}"
-        self._username = username
+        self.username = username
         self._password = password
-        self._starttls = starttls
+        self.starttls = starttls
+        # a workspace's own server (Settings › Email sending) or the platform's (SMTP_* variables):
+        # what a refusal tells people to check
+        self._user_words = "" if own else "SMTP_USERNAME "
+        self._check_words = ("the STARTTLS setting and the user name in Settings › Email sending" if own
+                             else "SMTP_STARTTLS and SMTP_USERNAME")
         self._timeout = timeout
         self._smtp: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()  # one transaction at a time on the one connection
@@ -308,14 +313,14 @@ class SmtpProvider:
             return self._smtp
         self._drop()
         smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, local_hostname=await _ehlo_name(),
-                               start_tls=self._starttls, username=self._username or None,
-                               password=self._password if self._username else None, timeout=self._timeout)
+                               start_tls=self.starttls, username=self.username or None,
+                               password=self._password if self.username else None, timeout=self._timeout)
         try:
             await smtp.connect()  # connects, STARTTLS when configured, logs in when a user is set
             await smtp._ehlo_or_helo_if_needed()  # on a plain connection EHLO waits for the first command
         except aiosmtplib.SMTPAuthenticationError as exc:
-            raise ProviderError(f"the mail server at {self.where} refused the login of SMTP_USERNAME "
-                                f"{self._username!r}: {_reply(exc)}") from None
+            raise ProviderError(f"the mail server at {self.where} refused the login of "
+                                f"{self._user_words}{self.username!r}: {_reply(exc)}") from None
         except aiosmtplib.SMTPTimeoutError:  # connecting, or a greeting/EHLO/login reply that never came
             raise TemporaryFailure(f"the mail server at {self.where} did not answer within {self._timeout:g} s; "
                                    "will retry") from None
@@ -330,11 +335,20 @@ class SmtpProvider:
             raise TemporaryFailure(f"the mail server at {self.where} refused the connection ({exc}); "
                                    "will retry") from None
         except aiosmtplib.SMTPException as exc:  # e.g. STARTTLS asked for and not offered
-            raise ProviderError(f"the mail server at {self.where}: {exc} (check SMTP_STARTTLS and "
-                                "SMTP_USERNAME)") from None
+            raise ProviderError(f"the mail server at {self.where}: {exc} (check {self._check_words})") from None
         self._smtp = smtp
         self.connections += 1
         return smtp
+
+    async def check(self) -> str:
+        """Connect as sending would (STARTTLS and login as configured), then QUIT: the first line of
+        the server's EHLO answer, or the ProviderError sending would meet."""
+        try:
+            smtp = await self._connected()
+            ehlo = smtp.last_ehlo_response
+            return ehlo.message.splitlines()[0].strip() if ehlo is not None and ehlo.message else ""
+        finally:
+            await self.close()
 
     def _drop(self) -> None:
         if self._smtp is not None:
