@@ -4,6 +4,7 @@ the same records as a plain ILIKE, through the short-query indexes, inside scope
 from __future__ import annotations
 
 from kith.platform.access.actor import Actor
+from kith.platform.db import tenant_scope
 from kith.tenants.contacts.spec import SPEC as CONTACTS
 from kith.tenants.records.listing import ListQuery, list_records
 from kith.tenants.search.text import short_search_clause
@@ -63,3 +64,18 @@ async def test_list_q_short_scope_and_hidden(workspace: Workspace) -> None:
     assert await _names(seller, "张伟") == ["张伟 (sales)"]
     assert await _names(seller, "北京") == ["张伟 (sales)"]
     assert await _names(seller, "张") == ["张伟 (sales)"]
+
+
+async def test_character_pairs_are_those_of_the_lowered_text(workspace: Workspace) -> None:
+    """kith_bigrams (tenant migration 0015's loop) gives every adjacent pair of the lowercased
+    text, the same set as 0009's DISTINCT aggregate; a repeated pair may repeat (GIN keeps it once)."""
+    async with tenant_scope(workspace.tenant_id) as tx:
+        rows = await tx.execute_query_dict(
+            "SELECT v, kith_bigrams(v) AS pairs FROM unnest($1::text[]) v",
+            [["张伟 星辰科技", "Ada ADA", "北", "", "Ω😀x"]])
+    got = {r["v"]: r["pairs"] for r in rows}
+    for text, pairs in got.items():
+        lowered = text.lower()
+        assert set(pairs) == {lowered[i:i + 2] for i in range(len(lowered) - 1)}, text
+    assert got["北"] == [] and got[""] == []
+    assert got["Ada ADA"].count("ad") == 2  # repeats are left to GIN
