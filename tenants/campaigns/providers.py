@@ -17,8 +17,9 @@ connection open across messages (one TCP connect, EHLO and login per sender, not
 the local host name is looked up once per process, a from-address is validated once, and the
 MIME message is written directly (about 0.1 ms) instead of through `EmailMessage.as_bytes()`
 (about 3 ms, and its folding turns a List-Unsubscribe URL longer than one line into RFC 2047
-encoded words that mail clients no longer recognise as a link). Header values that need it
-(a Chinese subject or sender name) are still encoded by the stdlib's email policy.
+encoded words that mail clients no longer recognise as a link). A Chinese subject is written
+as RFC 2047 base64 encoded words here; a sender's display name is encoded by the stdlib's
+email policy (once per campaign: it is cached).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email import policy as email_policy
-from email.header import Header
 from email.utils import formataddr, formatdate
 from functools import lru_cache
 from typing import Any, Protocol
@@ -179,15 +179,33 @@ def _one_line(value: str) -> str:
 
 @lru_cache(maxsize=1024)
 def _header(name: str, value: str) -> str:
-    """One header line; non-ASCII or over-long values folded and RFC 2047-encoded by the stdlib
-    (email.header: about 0.05 ms where the policy's parser takes 0.4 ms for a mixed Chinese and
-    English subject). Cached: most campaigns give every recipient the same subject."""
+    """One header line; over-long ASCII values folded by the stdlib, non-ASCII ones RFC 2047-encoded
+    (`_encoded_words`). Cached: many campaigns give every recipient the same subject."""
     if value.isascii() and len(name) + len(value) + 2 <= _MAX_LINE:
         # No folding of ASCII that fits: a long URL (List-Unsubscribe) must stay one token.
         return f"{name}: {value}\n"
     if value.isascii():
         return str(_POLICY.header_factory(name, value).fold(policy=_POLICY))  # folded at spaces, not encoded
-    return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=chr(10))}\n"
+    return f"{name}: {_encoded_words(value)}\n"
+
+
+_WORD_BYTES = 39  # UTF-8 bytes per encoded word: "=?utf-8?b?" + 52 base64 characters + "?=" is 64
+
+
+def _encoded_words(value: str) -> str:
+    """RFC 2047 base64 encoded words of `value`, one per folded line, never splitting a character
+    (about 10 µs where email.header takes 0.1 ms: a campaign's subjects differ by recipient)."""
+    words: list[str] = []
+    chunk = bytearray()
+    for char in value:
+        data = char.encode("utf-8")
+        if len(chunk) + len(data) > _WORD_BYTES:
+            words.append(binascii.b2a_base64(bytes(chunk), newline=False).decode("ascii"))
+            chunk.clear()
+        chunk += data
+    if chunk:
+        words.append(binascii.b2a_base64(bytes(chunk), newline=False).decode("ascii"))
+    return "\n ".join(f"=?utf-8?b?{word}?=" for word in words)
 
 
 @lru_cache(maxsize=512)
