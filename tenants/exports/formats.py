@@ -70,9 +70,20 @@ def _csv_lines(rows: Sequence[Sequence[str]]) -> str:
     return buffer.getvalue()
 
 
+def csv_header(labels: Sequence[str]) -> bytes:
+    """The CSV file's first bytes: the BOM and the header line."""
+    return (BOM + _csv_lines([[safe_text(label) for label in labels]])).encode()
+
+
 async def csv_chunks(labels: Sequence[str], rows: AsyncIterator[list[Any]], zone: ZoneInfo) -> AsyncIterator[bytes]:
     """The CSV file as UTF-8 chunks: the BOM and the header first, then batches of rows."""
-    yield (BOM + _csv_lines([[safe_text(label) for label in labels]])).encode()
+    yield csv_header(labels)
+    async for chunk in csv_row_chunks(rows, zone):
+        yield chunk
+
+
+async def csv_row_chunks(rows: AsyncIterator[list[Any]], zone: ZoneInfo) -> AsyncIterator[bytes]:
+    """The CSV lines of `rows` as UTF-8 chunks of CSV_BATCH_ROWS rows."""
     batch: list[list[str]] = []
     async for values in rows:
         batch.append([csv_text(v, zone) for v in values])

@@ -7,9 +7,10 @@ Queueing checks and records the export exactly as the streaming download does (`
 resolved query, its columns and their headers in the export's row (tenant table export_files),
 so the job exports what was asked even if the saved view changes meanwhile. The job acts as the
 member who asked, with their role as it is when it runs (a member demoted or deactivated
-meanwhile exports nothing), reads the rows with `export_rows` (which checks the permission again
-in every batch and records "<type>.exported" with the row count) and writes them with the
-streaming export's own `file_chunks` (CSV with a BOM and formula-safe cells, or XLSX) into
+meanwhile exports nothing), and writes the file with the streaming export's own `export_chunks`
+(a CSV by PostgreSQL's COPY, its rows counted from the bytes as they pass; an XLSX, or a CSV
+holding custom values only Python prints right, row by row through `export_rows`; either way
+the permission is checked again and "<type>.exported" records the row count) into
 <KITH_DATA_DIR>/exports/t_<id>/<export id>.<fmt>, through a .part file renamed once complete.
 
 Who may reach an export: the member who asked for it, and owners and admins (who may export
@@ -22,8 +23,8 @@ A job may be delivered twice (arq delivers at least once; a retried job overlaps
 The export's row is claimed with a random token by an atomic UPDATE from queued (or from running
 whose heartbeat stopped: its worker died), so one run works on it at a time; every progress
 write, the final state and the rename go through that token. A transaction-level advisory lock,
-as imports take, would have to stay open on a pooled connection for the whole run, since an
-export reads in many short transactions; a few long exports would then hold the worker's pool.
+as imports take, would have to stay open on a pooled connection for the whole run, while the
+export reads in transactions of its own; a few long exports would then hold the worker's pool.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ from kith.platform.billing.subscriptions import WorkspaceReadOnly
 from kith.platform.config import get_settings
 from kith.platform.db import tenant_scope
 from kith.platform.observability import get_logger
-from kith.tenants.exports.formats import MEDIA_TYPES, ExportTooLarge, file_chunks
-from kith.tenants.exports.records import ExportColumn, ExportPlan, export_rows, plan_export
+from kith.tenants.exports.copy_csv import CopyOutcome
+from kith.tenants.exports.formats import MEDIA_TYPES, ExportTooLarge
+from kith.tenants.exports.records import ExportColumn, ExportPlan, plan_export
+from kith.tenants.exports.stream import export_chunks
 from kith.tenants.imports.runner import member_actor
 from kith.tenants.records.custom import load_custom_fields
 from kith.tenants.records.kinds import record_kind
@@ -410,19 +413,6 @@ async def _job_plan(actor: Actor, row: dict[str, Any]) -> ExportPlan:
     return ExportPlan(object_type, query, columns, row["format"], row["view_id"], definition)
 
 
-async def _counted(rows: AsyncIterator[list[Any]], progress: _Progress) -> AsyncIterator[list[Any]]:
-    """The rows, counted for the progress writes; they stop early once a cancel is seen. Ending the
-    rows (rather than raising through the file writer) lets the XLSX writer close its workbook and
-    temporary files as usual; the caller then discards the file."""
-    # closed at once when a cancel stops the rows: export_rows holds no transaction between batches
-    async with contextlib.aclosing(cast(AsyncGenerator[list[Any], None], rows)):
-        async for values in rows:
-            if progress.cancelled:
-                return
-            progress.rows += 1
-            yield values
-
-
 def _open(path: Path) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path.open("wb")
@@ -439,8 +429,10 @@ def _close(handle: Any) -> int:
 async def _write(path: Path, chunks: AsyncIterator[bytes]) -> int:
     handle = await asyncio.to_thread(_open, path)
     try:
-        async for chunk in chunks:
-            await asyncio.to_thread(handle.write, chunk)
+        # closed at once if writing fails: a COPY behind the chunks stops and its transaction ends
+        async with contextlib.aclosing(cast(AsyncGenerator[bytes, None], chunks)):
+            async for chunk in chunks:
+                await asyncio.to_thread(handle.write, chunk)
     except BaseException:
         await asyncio.to_thread(handle.close)
         raise
@@ -497,11 +489,12 @@ async def execute(tenant_id: int, export_id: int, *, time_zone: str = "UTC",
         await _settle(tenant_id, export_id, claim, "failed", message, 0)
         return Outcome("failed", 0, message)
     progress = _Progress(tenant_id, export_id, claim)
+    outcome = CopyOutcome()
     part = _part_path(tenant_id, export_id, row["format"], claim)
     try:
         plan = await _job_plan(actor, row)
-        chunks = file_chunks(plan.fmt, _json(row["labels"]), _counted(export_rows(actor, plan), progress),
-                             ZoneInfo(time_zone), sheet=plan.object_type)
+        # a CSV by COPY (its rows counted from the bytes as they pass, exactly once it ends), else row by row
+        chunks = export_chunks(actor, plan, _json(row["labels"]), time_zone, progress=progress, outcome=outcome)
         size = await _write(part, chunks)
         await progress.close()
         if progress.cancelled or not await _finish(tenant_id, row, claim, part, progress.rows, size):
@@ -532,7 +525,7 @@ async def execute(tenant_id: int, export_id: int, *, time_zone: str = "UTC",
     finally:
         await progress.close()
         await asyncio.to_thread(part.unlink, True)
-    log.info("export_done", export_id=export_id, rows=progress.rows, bytes=size,
+    log.info("export_done", export_id=export_id, rows=progress.rows, bytes=size, method=outcome.method,
              seconds=round(time.monotonic() - started, 1))
     return Outcome("done", progress.rows, "")
 

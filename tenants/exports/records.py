@@ -8,15 +8,20 @@ short is still on record. `export_rows` then reads every page of the query with 
 engine's keyset pagination and yields the rows as typed values; its last transaction records
 "<object type>.exported" with the number of rows.
 
+A CSV is written by PostgreSQL instead when it can be (copy_csv.py: one COPY in one
+transaction, the same checks, columns and entries); `export_rows` is the way for XLSX, for
+CSVs holding custom values only Python prints right, and the reference the COPY is tested
+against.
+
 The rows are read in batches of pages, each batch one short transaction of its own (as the
 audit log export does). A single REPEATABLE READ snapshot is not possible here: the tenant
 scope's entry query is the transaction's first statement, and the isolation level can only be
 set before it. Under READ COMMITTED every statement reads its own snapshot, so one long
 transaction would be no more consistent than one per batch, while it would hold a connection
-(and, for contacts and leads, the tenant's audit lock taken by the read entries of each page)
-for as long as a slow client takes to download. Keyset pagination visits each row at most once
-in the query's order; a row whose sort value changes during the export may be missed or seen
-again, as on any paginated list.
+(and the tenant's shared lock) for as long as a slow consumer takes. No read entries are
+written per page (query_records(audit_reads=False)): the export's two entries record it.
+Keyset pagination visits each row at most once in the query's order; a row whose sort value
+changes during the export may be missed or seen again, as on any paginated list.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ FORMATS = ("csv", "xlsx")
 EXPORT_PAGE = 2_000
 PAGES_PER_BATCH = 5  # 10,000 rows per short transaction
 ALL_COLUMNS = "all"
+# ref columns naming a member: exported as the member's email
+MEMBER_COLUMNS = ("owner_id", "assignee_id", "created_by_id")
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,7 @@ def _value(column: ExportColumn, row: dict[str, Any], members: dict[int, str]) -
         except ArithmeticError:
             return str(value)
     if column.kind == "ref":
-        if column.name in ("owner_id", "assignee_id", "created_by_id"):
+        if column.name in MEMBER_COLUMNS:
             return members.get(int(value), str(value))
         return int(value) if isinstance(value, int) else str(value)
     if column.kind == "date" and isinstance(value, str):
@@ -170,6 +177,12 @@ def _value(column: ExportColumn, row: dict[str, Any], members: dict[int, str]) -
     if column.kind == "bool":
         return bool(value)
     return value if isinstance(value, date | datetime) else str(value)
+
+
+def exported_entry(plan: ExportPlan, rows: int) -> dict[str, Any]:
+    """The diff of "<object type>.exported": what was exported and how many rows, never a value."""
+    return {"format": plan.fmt, "view_id": plan.view_id, "query": plan.definition,
+            "columns": [c.name for c in plan.columns], "rows": rows}
 
 
 async def export_rows(actor: Actor, plan: ExportPlan) -> AsyncIterator[list[Any]]:
@@ -195,9 +208,7 @@ async def export_rows(actor: Actor, plan: ExportPlan) -> AsyncIterator[list[Any]
                     break
             count += len(batch)
             if done:
-                await session.audit(f"{plan.object_type}.exported", plan.object_type, None, {
-                    "format": plan.fmt, "view_id": plan.view_id, "query": plan.definition,
-                    "columns": [c.name for c in plan.columns], "rows": count,
-                })
+                await session.audit(f"{plan.object_type}.exported", plan.object_type, None,
+                                    exported_entry(plan, count))
         for values in batch:
             yield values

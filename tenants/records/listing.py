@@ -352,26 +352,21 @@ async def audit_sensitive_reads(session: TenantSession, object_type: str, rows: 
     await session.audit_read(object_type, ids, fields, listing=True)
 
 
-async def query_records(
-    session: TenantSession,
-    spec: RecordSpec,
-    query: ListQuery,
-    *,
-    where: Sequence[str] = (),
-    params: Sequence[Any] = (),
-    scoped: bool = True,
-    with_custom_fields: bool = False,
-    audit_reads: bool = True,
-    max_limit: int = MAX_LIMIT,
-) -> RecordPage:
-    """One page of `spec`'s records inside `session` (permission 'view' is the caller's check).
+@dataclass
+class _Statement:
+    """A list query turned into SQL, before its cursor and LIMIT."""
 
-    `where` adds conditions of the caller's own with `params` as their $1..$n; `scoped=False`
-    lists records outside the actor's owner scope (the public pool: records nobody owns).
-    `audit_reads=False` is for callers that record the disclosure themselves (an export writes
-    one entry for the whole file instead of one per page). `max_limit` lets Kith's own readers of
-    whole lists (exports) take bigger pages than people and API clients may ask for.
-    """
+    custom: list[CustomField]
+    hidden: frozenset[str]
+    p: _Params
+    conditions: list[str]
+    sort_field: _Field
+    descending: bool
+    id_expr: str
+
+
+async def _statement(session: TenantSession, spec: RecordSpec, query: ListQuery, where: Sequence[str],
+                     params: Sequence[Any], scoped: bool, with_custom_fields: bool) -> _Statement:
     hidden = session.policy.hidden_fields(spec.object_type)
     custom: list[CustomField] = []
     if spec.custom_fields and (with_custom_fields or query.uses_custom_fields()):
@@ -400,16 +395,44 @@ async def query_records(
     if not sort_field.sortable:
         raise ListError("sort", f"{sort_field.name} cannot be sorted on")
     _guard(session, spec, sort_field, hidden)
-    id_expr = f"{spec.table}.id"
+    return _Statement(custom, hidden, p, conditions, sort_field, descending, f"{spec.table}.id")
+
+
+def _order(statement: _Statement) -> str:
+    direction = " DESC" if statement.descending else ""
+    if statement.sort_field.name == "id":
+        return f"{statement.id_expr}{direction}"
+    return f"{_sort_expr(statement.sort_field)}{direction}, {statement.id_expr}{direction}"
+
+
+async def query_records(
+    session: TenantSession,
+    spec: RecordSpec,
+    query: ListQuery,
+    *,
+    where: Sequence[str] = (),
+    params: Sequence[Any] = (),
+    scoped: bool = True,
+    with_custom_fields: bool = False,
+    audit_reads: bool = True,
+    max_limit: int = MAX_LIMIT,
+) -> RecordPage:
+    """One page of `spec`'s records inside `session` (permission 'view' is the caller's check).
+
+    `where` adds conditions of the caller's own with `params` as their $1..$n; `scoped=False`
+    lists records outside the actor's owner scope (the public pool: records nobody owns).
+    `audit_reads=False` is for callers that record the disclosure themselves (an export writes
+    one entry for the whole file instead of one per page). `max_limit` lets Kith's own readers of
+    whole lists (exports) take bigger pages than people and API clients may ask for.
+    """
+    st = await _statement(session, spec, query, where, params, scoped, with_custom_fields)
+    p, conditions, sort_field = st.p, st.conditions, st.sort_field
     if query.cursor:
-        conditions.append(_after(sort_field, descending, query.cursor, session, p, id_expr))
-    columns = _columns(session, spec, query, custom, hidden)
-    direction = " DESC" if descending else ""
-    order = (f"{id_expr}{direction}" if sort_field.name == "id"
-             else f"{_sort_expr(sort_field)}{direction}, {id_expr}{direction}")
+        conditions.append(_after(sort_field, st.descending, query.cursor, session, p, st.id_expr))
+    columns = _columns(session, spec, query, st.custom, st.hidden)
     limit = max(1, min(query.limit, max_limit))
     sql = (f"{spec.select_sql} {spec.from_sql}" + (" WHERE " + " AND ".join(conditions) if conditions else "")
-           + f" ORDER BY {order} LIMIT {p.add(limit + 1)}")
+           + f" ORDER BY {_order(st)} LIMIT {p.add(limit + 1)}")
     rows = await session.tx.execute_query_dict(sql, p.values)
     items = present_rows(session, spec, rows[:limit])
     if audit_reads:
@@ -419,7 +442,36 @@ async def query_records(
         last = rows[limit - 1]
         sort_value = last["id"] if sort_field.name == "id" else _cursor_value(sort_field, last)
         next_cursor = _encode_cursor(sort_value, int(last["id"]))
-    return RecordPage(items=items, next_cursor=next_cursor, hidden=hidden, columns=columns, custom_fields=custom)
+    return RecordPage(items=items, next_cursor=next_cursor, hidden=st.hidden, columns=columns,
+                      custom_fields=st.custom)
+
+
+@dataclass(frozen=True)
+class ListStatement:
+    """A whole list query as SQL for statements other than a page (an export's COPY): the spec's
+    FROM clause, the WHERE conditions (record scope, filters, search) with their parameters, and
+    the ORDER BY a page reads by (sort value, then id). No cursor, no LIMIT."""
+
+    from_sql: str
+    conditions: list[str]
+    params: list[Any]
+    order: str
+    columns: list[str]
+    custom_fields: list[CustomField]
+
+    @property
+    def where(self) -> str:
+        return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
+
+
+async def list_statement(session: TenantSession, spec: RecordSpec, query: ListQuery, *,
+                         with_custom_fields: bool = False) -> ListStatement:
+    """The SQL `query_records` runs for `query`, every page at once: the same checks (unknown and
+    hidden fields, bad values, the record scope) and the same conditions, parameters and order.
+    The query's cursor and limit are ignored."""
+    st = await _statement(session, spec, query, (), (), True, with_custom_fields)
+    columns = _columns(session, spec, query, st.custom, st.hidden)
+    return ListStatement(spec.from_sql, st.conditions, list(st.p.values), _order(st), columns, st.custom)
 
 
 def _scope_and_filters(session: TenantSession, spec: RecordSpec, filters: Sequence[tuple[str, str, str]],
