@@ -28,7 +28,7 @@ TRIAL_NOTICE_DAYS = 3
 RETRY_BACKOFF_S = (10, 60, 300, 900)
 
 
-def _notice(tenant: Tenant, sub: Subscription, now: datetime) -> tuple[str, str, str] | None:
+def due_notice(tenant: Tenant, sub: Subscription, now: datetime) -> tuple[str, str, str] | None:
     """(dedupe key, subject, body) of the email this workspace is due now, if any."""
     url = f"{get_settings().base_url}/t/{tenant.slug}/settings/billing"
     state = sub.state(now)
@@ -70,7 +70,7 @@ async def billing_notices(ctx: JobContext, tenant: Tenant) -> str:
             if changes:
                 await session.audit("billing.trial_ended", "billing_subscription", tenant.id, changes)
         return "trial ended: free plan"
-    notice = _notice(tenant, sub, now)
+    notice = due_notice(tenant, sub, now)
     if notice is None:
         return "nothing due"
     key, subject, body = notice

@@ -18,9 +18,11 @@ from kith.jobs.backups import BACKUP_FUNCTIONS, enqueue_scheduled_backups
 from kith.jobs.billing import billing_notices, enqueue_billing_notices
 from kith.jobs.campaigns import CAMPAIGN_FUNCTIONS, TICK_SECONDS, enqueue_due_campaigns
 from kith.jobs.exports import EXPORT_FUNCTIONS, enqueue_export_cleanup
+from kith.jobs.failures import purge_job_failures, record_job_end, recorded_crons, recorded_functions
 from kith.jobs.housekeeping import purge_sessions
 from kith.jobs.imports import run_import_job
 from kith.jobs.invites import invitation_email, password_reset_email, verification_email
+from kith.jobs.outbox_sweeper import sweep_outbox
 from kith.jobs.pool_reclaim import enqueue_pool_reclaim, pool_reclaim
 from kith.jobs.queue import close_queue, redis_settings
 from kith.jobs.task_reminders import enqueue_task_reminders, send_task_reminders
@@ -31,6 +33,8 @@ from kith.platform.observability import configure_logging, get_logger, init_sent
 from kith.tenants.registry import TENANT_MODEL_MODULES
 
 log = get_logger("kith.worker")
+
+MAX_TRIES = 5
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -53,12 +57,14 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     """arq settings; `worker_kwargs()` adds the parts read from the environment."""
 
-    functions: ClassVar[list[Any]] = [welcome_email, audit_retention, invitation_email, password_reset_email,
-                                      billing_notices, verification_email, send_task_reminders, pool_reclaim,
-                                      *BACKUP_FUNCTIONS, run_import_job, *EXPORT_FUNCTIONS,
-                                      *CAMPAIGN_FUNCTIONS]
-    # 03:17 UTC: off the hour, when most workspaces are quiet; one job per tenant (see the job).
-    cron_jobs: ClassVar[list[Any]] = [
+    # Every function and cron job is wrapped so that after_job_end can record its failures
+    # (kith.jobs.failures); each carries its max_tries, this class's one unless it names its own.
+    functions: ClassVar[list[Any]] = recorded_functions([
+        welcome_email, audit_retention, invitation_email, password_reset_email, billing_notices, verification_email,
+        send_task_reminders, pool_reclaim, *BACKUP_FUNCTIONS, run_import_job, *EXPORT_FUNCTIONS, *CAMPAIGN_FUNCTIONS,
+    ], max_tries=MAX_TRIES)
+    cron_jobs: ClassVar[list[Any]] = recorded_crons([
+        # 03:17 UTC: off the hour, when most workspaces are quiet; one job per tenant (see the job).
         cron(enqueue_audit_retention, hour={3}, minute={17}, run_at_startup=False),
         # 09:05 UTC: billing emails arrive in working hours for most of Europe and the Americas' morning
         cron(enqueue_billing_notices, hour={9}, minute={5}, run_at_startup=False),
@@ -74,10 +80,17 @@ class WorkerSettings:
         cron(enqueue_export_cleanup, hour={4}, minute={11}, run_at_startup=False),
         # 03:37 UTC, daily: expired web sessions and login challenges are deleted
         cron(purge_sessions, hour={3}, minute={37}, run_at_startup=False),
-    ]
+        # 03:53 UTC, daily: job failure records past kith.jobs.failures.RETENTION (30 days) are deleted
+        cron(purge_job_failures, hour={3}, minute={53}, run_at_startup=False),
+        # every ten minutes (:07, :17, ...): emails whose delivery job was never queued or was lost go
+        # to their job again, or are given up when their occasion passed (kith.jobs.outbox_sweeper)
+        cron(sweep_outbox, minute=set(range(7, 60, 10)), run_at_startup=False),
+    ], max_tries=MAX_TRIES)
     on_startup = startup
     on_shutdown = shutdown
-    max_tries = 5
+    # after arq stored a job's outcome: a failed try becomes a row of public.job_failures
+    after_job_end = record_job_end
+    max_tries = MAX_TRIES
     # Above the SMTP timeout (30 s) with room for database work; jobs that need longer
     # set their own timeout with arq.func(..., timeout=...).
     job_timeout = 120

@@ -8,7 +8,6 @@ here. Each action needs a reason: a blank one is a 422 and changes nothing.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -189,21 +188,22 @@ async def dashboard(request: Request) -> Response:
     return _page(request, "ops/dashboard.html", {
         "operator": session.operator, "data": data, "peak": peak, "failed_backups": await failed_runs(),
         "figures": await figures.money_figures(), "largest_storage": await figures.largest_by_storage(),
-        "failing_jobs": figures.failing_jobs(runs), "jobs_error": jobs_error, "kept_minutes": _kept_minutes(),
-        "money": money})
+        "failing_jobs": await figures.failing_jobs(runs), "failing_days": figures.FAILING_JOBS_PERIOD.days,
+        "jobs_error": jobs_error, "kept_minutes": _kept_minutes(),
+        "interrupted_emails": await figures.interrupted_emails(), "money": money})
 
 
 @functools.cache
 def _tenant_job_functions() -> frozenset[str]:
     """The worker's jobs whose first argument is a tenant id (those @tenant_job wraps, whose own
     second parameter is the tenant)."""
+    from kith.jobs.failures import takes_tenant
     from kith.jobs.worker import WorkerSettings
 
     names: set[str] = set()
     for item in WorkerSettings.functions:
         name, coroutine = (item.name, item.coroutine) if isinstance(item, Function) else (item.__qualname__, item)
-        params = list(inspect.signature(coroutine).parameters)  # follows functools.wraps to the job itself
-        if len(params) > 1 and params[1] in ("tenant", "tenant_id"):
+        if takes_tenant(coroutine):
             names.add(name)
     return frozenset(names)
 
@@ -301,7 +301,8 @@ async def _detail_page(request: Request, session: OperatorSession, tenant_id: in
         "operator": session.operator, "detail": detail, "error": error, "notice": notice, "comp_plans": plans,
         "minutes": int(lifetime().total_seconds() // 60), "now": datetime.now(detail.tenant.created_at.tzinfo),
         "backups": await console_overview(tenant_id), "mrr": mrr, "storage_mb": storage_mb, "money": money,
-        "jobs": figures.jobs_of_tenant(runs, tenant_id), "jobs_error": jobs_error, "kept_minutes": _kept_minutes()},
+        "jobs": await figures.jobs_of_tenant(runs, tenant_id), "jobs_error": jobs_error,
+        "kept_minutes": _kept_minutes()},
         status=status)
 
 

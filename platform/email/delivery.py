@@ -7,14 +7,18 @@ committed). Jobs run at least once, so `deliver` claims the row before talking t
 every later call finds the row 'sending', 'sent' or 'outbox' and does nothing.
 
 Statuses: pending -> sending -> sent | failed (failed rows are claimed again on retry);
-with no SMTP_HOST configured, pending -> outbox (the dev outbox at /dev/outbox).
+with no SMTP_HOST configured, pending -> outbox (the dev outbox at /dev/outbox). The claim
+stamps claimed_at: a row still 'sending' INTERRUPTED_AFTER later lost its worker mid-SMTP and
+is left for an operator (the server may have the message). A row whose delivery job was never
+queued stays 'pending'; the outbox sweeper (kith.jobs.outbox_sweeper) routes it to its job
+again or gives it up (`give_up_pending`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
@@ -30,6 +34,8 @@ log = get_logger("kith.email")
 SMTP_TIMEOUT_S = 30.0
 _ERROR_MAX = 2000
 _CLAIMABLE = "('pending', 'failed')"
+# Far beyond one SMTP exchange (SMTP_TIMEOUT_S per step) and the job timeout.
+INTERRUPTED_AFTER = timedelta(hours=1)
 
 
 class EmailDeliveryError(RuntimeError):
@@ -145,7 +151,7 @@ async def deliver(email_id: int) -> str:
 
     async with platform_tx() as tx:
         rows = await tx.execute_query_dict(
-            "UPDATE public.outbox_emails SET status = 'sending'"
+            "UPDATE public.outbox_emails SET status = 'sending', claimed_at = now()"
             f" WHERE id = $1 AND status IN {_CLAIMABLE}"
             " RETURNING kind, to_address, subject, body_text, created_at",
             [email_id],
@@ -187,3 +193,26 @@ async def _release(email_id: int) -> None:
             "UPDATE public.outbox_emails SET status = 'pending' WHERE id = $1 AND status = 'sending'",
             [email_id],
         )
+
+
+async def give_up_pending(email_id: int, reason: str) -> bool:
+    """Mark a row still 'pending' as 'failed' with `reason` (it was never sent and its occasion
+    has passed); False when it is no longer pending. deliver() still claims a 'failed' row, so
+    give up only rows that the jobs delivering their kind no longer send."""
+    async with platform_tx() as tx:
+        rows = await tx.execute_query_dict(
+            "UPDATE public.outbox_emails SET status = 'failed', error = $2 WHERE id = $1 AND status = 'pending'"
+            " RETURNING kind", [int(email_id), reason[:_ERROR_MAX]])
+    if rows:
+        log.warning("email_given_up", email_id=email_id, kind=rows[0]["kind"], error=reason)
+    return bool(rows)
+
+
+async def interrupted_count() -> int:
+    """Rows 'sending' for longer than INTERRUPTED_AFTER: a worker died mid-SMTP, so the server may
+    or may not have the message. Never sent again automatically; operators see the count."""
+    async with platform_tx() as tx:
+        rows = await tx.execute_query_dict(
+            "SELECT count(*) AS n FROM public.outbox_emails WHERE status = 'sending'"
+            " AND coalesce(claimed_at, created_at) < now() - $1::interval", [INTERRUPTED_AFTER])
+    return int(rows[0]["n"])

@@ -6,7 +6,10 @@
   never written (it is past_due older than the grace period), so its moment is derived from the
   past_due_since each history row keeps.
 - Storage per workspace schema, and the largest workspaces by it.
-- Jobs: the results arq keeps in Redis (`keep_result`, an hour today), read through arq's API.
+- Jobs: failed tries from `public.job_failures` (written by the worker, kept 30 days; see
+  kith.jobs.failures), and the results arq keeps in Redis (`keep_result`, an hour today), read
+  through arq's API, for recent successes and for failures no worker hook saw.
+- Emails interrupted mid-SMTP (sending for over an hour), from the outbox.
 
 Operators see counts, money and job metadata only: a job shows its function, tenant, times,
 tries and, when it failed, the exception's first line with email addresses blanked; never its
@@ -31,6 +34,7 @@ from kith.platform.billing.plans import PLANS
 from kith.platform.billing.subscriptions import Subscription, now_utc, subscriptions_of
 from kith.platform.config import get_settings
 from kith.platform.db import platform_tx, tenant_schema
+from kith.platform.email.delivery import interrupted_count
 from kith.platform.ops import console
 from kith.platform.ops.console import PAGE_SIZE, TenantQuery, TenantRow
 
@@ -387,25 +391,44 @@ async def money_figures(now: datetime | None = None) -> MoneyFigures:
 
 @dataclass(frozen=True)
 class JobRun:
-    """A finished job as arq keeps its result: metadata only."""
+    """A finished try of a job: a result arq keeps, or a failure the worker recorded. Metadata only."""
 
     function: str
     job_id: str
     tenant_id: int | None  # the first argument of a tenant job
     tenant_slug: str
-    enqueued_at: datetime
+    enqueued_at: datetime | None  # None for a recorded failure (the table does not keep it)
     finished_at: datetime
     tries: int
-    outcome: str  # ok | skipped | failed (raised) | reported failure (returned "failed: ...")
-    error: str  # a raised job's exception: its class and first line, addresses blanked
+    # ok | skipped | failed (raised; arq gave up) | retried (a failed try arq runs again) |
+    # reported failure (returned "failed: ...")
+    outcome: str
+    error: str  # a failed try's exception: its class and first line, addresses blanked
 
     @property
     def failed(self) -> bool:
-        return self.outcome in ("failed", "reported failure")
+        return self.outcome in ("failed", "retried", "reported failure")
+
+
+@dataclass(frozen=True)
+class FailingJob:
+    """One job function's failed tries over a period, and its latest failure."""
+
+    function: str
+    failures: int
+    final: int  # of them, tries after which arq gave the job up
+    last_at: datetime
+    last_error: str
+    last_tries: int
+    last_tenant_id: int | None
+    last_tenant_slug: str
 
 
 _ADDRESS = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 ERROR_CHARS = 200
+FAILING_JOBS_PERIOD = timedelta(days=7)
+# clocks of the worker (arq's times) and the database (a failure's `at`) may differ this much
+_CLOCK_SKEW = timedelta(minutes=1)
 
 
 def error_line(exc: object) -> str:
@@ -476,11 +499,71 @@ async def kept_job_runs(queue: ArqRedis, *, queue_name: str, tenant_functions: C
     return runs
 
 
-def failing_jobs(runs: list[JobRun], limit: int = 20) -> list[JobRun]:
-    """The newest failed jobs (raised, or reported a failure), across the platform."""
-    return [run for run in runs if run.failed][:limit]
+async def _unrecorded(runs: list[JobRun]) -> list[JobRun]:
+    """The failed kept results with no failure recorded since the job was queued: failures no
+    worker hook saw (arq gave the job up without running it: expired, unknown function, a worker
+    killed on the last try), or whose record could not be written."""
+    failed = [run for run in runs if run.failed]
+    if not failed:
+        return []
+    async with platform_tx() as tx:
+        rows = await tx.execute_query_dict(
+            "SELECT job_id, max(at) AS at FROM public.job_failures WHERE job_id = ANY($1::text[]) GROUP BY job_id",
+            [sorted({run.job_id for run in failed})])
+    recorded = {str(r["job_id"]): r["at"] for r in rows}
+    return [run for run in failed
+            if run.job_id not in recorded or run.enqueued_at is None
+            or recorded[run.job_id] < run.enqueued_at - _CLOCK_SKEW]
 
 
-def jobs_of_tenant(runs: list[JobRun], tenant_id: int, limit: int = 20) -> list[JobRun]:
-    """The workspace's newest finished jobs, failed or not."""
-    return [run for run in runs if run.tenant_id == int(tenant_id)][:limit]
+async def failing_jobs(kept: list[JobRun], now: datetime | None = None,
+                       period: timedelta = FAILING_JOBS_PERIOD) -> list[FailingJob]:
+    """Each job function that failed over the last `period`: its failed tries (recorded ones, and
+    kept results of failures no hook saw), how many were final, and its latest failure; the most
+    recently failing first."""
+    now = now or now_utc()
+    async with platform_tx() as tx:
+        rows = await tx.execute_query_dict(
+            "SELECT DISTINCT ON (f.function) f.function, f.at, f.error, f.tries, f.tenant_id,"
+            " coalesce(t.slug, '') AS slug, count(*) OVER w AS failures,"
+            " count(*) FILTER (WHERE f.final) OVER w AS final"
+            " FROM public.job_failures f LEFT JOIN public.tenants t ON t.id = f.tenant_id WHERE f.at >= $1"
+            " WINDOW w AS (PARTITION BY f.function) ORDER BY f.function, f.at DESC, f.id DESC", [now - period])
+    groups = {str(r["function"]): FailingJob(
+        function=str(r["function"]), failures=int(r["failures"]), final=int(r["final"]), last_at=r["at"],
+        last_error=str(r["error"]), last_tries=int(r["tries"]),
+        last_tenant_id=None if r["tenant_id"] is None else int(r["tenant_id"]), last_tenant_slug=str(r["slug"]))
+        for r in rows}
+    for run in sorted(await _unrecorded(kept), key=lambda run: run.finished_at):
+        held = groups.get(run.function)
+        latest = FailingJob(run.function, 1, 1, run.finished_at, run.error or run.outcome, run.tries,
+                            run.tenant_id, run.tenant_slug)
+        if held is None:
+            groups[run.function] = latest
+        elif run.finished_at >= held.last_at:
+            groups[run.function] = replace(latest, failures=held.failures + 1, final=held.final + 1)
+        else:
+            groups[run.function] = replace(held, failures=held.failures + 1, final=held.final + 1)
+    return sorted(groups.values(), key=lambda job: job.last_at, reverse=True)
+
+
+async def jobs_of_tenant(kept: list[JobRun], tenant_id: int, limit: int = 20) -> list[JobRun]:
+    """The workspace's recent jobs, newest first: its last `limit` failed tries as recorded (30
+    days), and the finished jobs arq still keeps (an hour), successes and failures no hook saw."""
+    async with platform_tx() as tx:
+        rows = await tx.execute_query_dict(
+            "SELECT f.function, f.job_id, f.at, f.tries, f.error, f.final, coalesce(t.slug, '') AS slug"
+            " FROM public.job_failures f LEFT JOIN public.tenants t ON t.id = f.tenant_id WHERE f.tenant_id = $1"
+            " ORDER BY f.at DESC, f.id DESC LIMIT $2", [int(tenant_id), int(limit)])
+    recorded = [JobRun(function=str(r["function"]), job_id=str(r["job_id"]), tenant_id=int(tenant_id),
+                       tenant_slug=str(r["slug"]), enqueued_at=None, finished_at=r["at"], tries=int(r["tries"]),
+                       outcome="failed" if r["final"] else "retried", error=str(r["error"])) for r in rows]
+    mine = [run for run in kept if run.tenant_id == int(tenant_id)]
+    succeeded = [run for run in mine if not run.failed][:limit]
+    unseen = (await _unrecorded(mine))[:limit]
+    return sorted([*recorded, *succeeded, *unseen], key=lambda run: run.finished_at, reverse=True)
+
+
+async def interrupted_emails() -> int:
+    """Emails 'sending' for over an hour: their worker died mid-SMTP; never sent again by Kith."""
+    return await interrupted_count()
