@@ -14,6 +14,8 @@ its sending slot is taken up by the cron of the other workers once the slot's ke
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,8 +25,9 @@ from typing import Any, TypeVar
 import pytest
 from aiosmtpd.controller import Controller
 
+from kith.jobs.queue import close_queue, get_queue
 from kith.platform.access.actor import Actor
-from kith.platform.config import get_settings
+from kith.platform.config import get_settings, reset_settings, restored_environment
 from kith.platform.db import platform_tx, tenant_scope
 from kith.tenants.bench.campaigns import (
     Received,
@@ -103,18 +106,32 @@ class Workers:
 
 @pytest.fixture
 async def workers_for(db: Services, tmp_path: Path) -> AsyncIterator[Callable[[int], Workers]]:
+    """Worker processes on a queue of this test's own: a killed worker's job stays "in progress"
+    in its queue for hours (arq #402), which would hold up every later test that runs the queue
+    to its end. The queue's keys are deleted afterwards."""
     made: list[Workers] = []
+    queue = f"{get_settings().queue_name}-once-{secrets.token_hex(4)}"
 
     def make(port: int) -> Workers:
         workers = Workers(db, port, tmp_path)
         made.append(workers)
         return workers
 
-    try:
-        yield make
-    finally:
-        for workers in made:
-            await asyncio.to_thread(workers.stop)
+    with restored_environment("KITH_QUEUE_NAME"):
+        os.environ["KITH_QUEUE_NAME"] = queue
+        reset_settings()
+        await close_queue()  # the pool is bound to the queue it was made for
+        try:
+            yield make
+        finally:
+            for workers in made:
+                await asyncio.to_thread(workers.stop)
+            redis = await get_queue()
+            left = [key async for key in redis.scan_iter(match=f"*{queue}*")]
+            if left:
+                await redis.delete(*left)
+            await close_queue()
+    reset_settings()
 
 
 def owner(ws: Workspace) -> Actor:
