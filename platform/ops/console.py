@@ -113,12 +113,8 @@ async def contacts_count(tenant_id: int) -> int | None:
     return int(rows[0]["n"])
 
 
-async def list_tenants(query: TenantQuery) -> list[TenantRow]:
-    """One page of workspaces, newest first, matching the search and filters.
-
-    The plan filter applies to the page read (plans come from billing, per tenant id), so a
-    plan-filtered page may hold fewer than PAGE_SIZE rows.
-    """
+def tenant_conditions(query: Any) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions (and their arguments) of the tenant list's status and search filters."""
     clauses = ["t.status <> 'provisioning'"]
     args: list[Any] = []
     if query.status in STATUSES:
@@ -130,6 +126,16 @@ async def list_tenants(query: TenantQuery) -> list[TenantRow]:
         clauses.append(f"(t.slug ILIKE ${n} OR t.name ILIKE ${n} OR EXISTS (SELECT 1 FROM public.memberships m"
                        f" JOIN public.identities i ON i.id = m.identity_id WHERE m.tenant_id = t.id"
                        f" AND i.email ILIKE ${n}))")
+    return clauses, args
+
+
+async def list_tenants(query: TenantQuery) -> list[TenantRow]:
+    """One page of workspaces, newest first, matching the search and filters.
+
+    The plan filter applies to the page read (plans come from billing, per tenant id), so a
+    plan-filtered page may hold fewer than PAGE_SIZE rows.
+    """
+    clauses, args = tenant_conditions(query)
     args += [PAGE_SIZE, (max(1, query.page) - 1) * PAGE_SIZE]
     sql = (f"{_TENANTS} WHERE {' AND '.join(clauses)} ORDER BY t.created_at DESC, t.id DESC"
            f" LIMIT ${len(args) - 1} OFFSET ${len(args)}")

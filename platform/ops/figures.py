@@ -23,7 +23,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
@@ -76,24 +75,10 @@ class ListedTenant:
     storage_mb: float | None
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 async def _matching_ids(query: TenantQuery) -> list[int]:
     """Ids of every workspace the search and status filter match, newest first (the same
     matching as console.list_tenants, without its paging)."""
-    clauses = ["t.status <> 'provisioning'"]
-    args: list[Any] = []
-    if query.status in console.STATUSES:
-        args.append(query.status)
-        clauses.append(f"t.status = ${len(args)}")
-    if query.q.strip():
-        args.append(_like(query.q.strip()))
-        n = len(args)
-        clauses.append(f"(t.slug ILIKE ${n} OR t.name ILIKE ${n} OR EXISTS (SELECT 1 FROM public.memberships m"
-                       f" JOIN public.identities i ON i.id = m.identity_id WHERE m.tenant_id = t.id"
-                       f" AND i.email ILIKE ${n}))")
+    clauses, args = console.tenant_conditions(query)
     async with platform_tx() as tx:
         rows = await tx.execute_query_dict(
             f"SELECT t.id FROM public.tenants t WHERE {' AND '.join(clauses)} ORDER BY t.created_at DESC, t.id DESC",
