@@ -38,9 +38,11 @@ class Secret:
 
 # name -> (default, description); the README table is generated from the same words.
 VARIABLES: dict[str, tuple[str, str]] = {
-    "DATABASE_URL": ("", "PostgreSQL URL. Unset: an embedded PostgreSQL is started under KITH_DATA_DIR."),
-    "DATABASE_DIRECT_URL": ("", "URL that bypasses PgBouncer, for migrations (session advisory lock). "
-                            "Default: DATABASE_URL."),
+    "DATABASE_URL": ("", "PostgreSQL URL the web and worker processes connect with: a role that owns nothing "
+                     "(`kith migrate` grants it its rights; it cannot change audit rows). Unset: an embedded "
+                     "PostgreSQL is started under KITH_DATA_DIR, the application connecting as role kith_app."),
+    "DATABASE_DIRECT_URL": ("", "URL of the role that owns the schemas, bypassing PgBouncer: `kith migrate` "
+                            "(session advisory lock), backups and restores. Default: DATABASE_URL."),
     "REDIS_URL": ("", "Redis/Valkey URL for arq. Unset: an embedded Valkey is started under KITH_DATA_DIR."),
     "KITH_ENV": ("dev", "dev, test or production. production refuses to start without KITH_SECRET_KEY."),
     "KITH_DATA_DIR": (".kith", "Folder for embedded PostgreSQL/Valkey data and the dev secret (git-ignored)."),

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import asyncpg
 from tortoise import Tortoise
@@ -249,3 +249,11 @@ def with_database(url: str, database: str) -> str:
     """The same server URL, naming another database."""
     parsed = urlparse(url)
     return parsed._replace(path=f"/{database}").geturl()
+
+
+def with_user(url: str, user: str) -> str:
+    """The same server and database, connecting as another role (no password: trust or peer
+    authentication, as the embedded server and the test servers use)."""
+    parsed = urlparse(url)
+    host = parsed.netloc.rpartition("@")[2]
+    return parsed._replace(netloc=f"{quote(user, safe='')}@{host}").geturl()

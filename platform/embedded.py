@@ -94,6 +94,25 @@ async def drop_database(url: str) -> None:
         await conn.close()
 
 
+async def ensure_role(url: str, role: str) -> None:
+    """Create a login role that owns nothing (the application's, apart from the owner in `url`)
+    if the server does not have it yet."""
+    import asyncpg
+
+    from kith.platform.db import connect_kwargs
+
+    conn = await asyncpg.connect(**connect_kwargs(url))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+            try:
+                await conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+                log.info("created role %s", role)
+            except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+                pass  # another process made it meanwhile
+    finally:
+        await conn.close()
+
+
 async def ensure_database(url: str) -> None:
     """Create the database named in url if it does not exist yet."""
     import asyncpg

@@ -21,15 +21,20 @@ import pytest
 
 from kith.platform import embedded
 from kith.platform.config import reset_settings, restored_environment
-from kith.platform.db import with_database
+from kith.platform.db import with_database, with_user
+
+# The suite runs as production does: the application (the Tortoise pool, web, workers) connects
+# as a role that owns nothing (DATABASE_URL); migrations, backups and restores as the owner.
+APP_ROLE = "kith_test_app"
 
 
 @dataclass
 class Services:
-    database_url: str
+    database_url: str  # the owner's (DATABASE_DIRECT_URL): fresh databases, bulk loads, tampering
     redis_url: str
     data_dir: Path
     pg_socket_dir: str | None  # set when the embedded PostgreSQL is used
+    app_url: str = ""  # the application role's (DATABASE_URL)
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +56,10 @@ def services() -> Iterator[Services]:
         valkey = embedded.start_valkey(data_dir, persist=False)
         redis_url = valkey.connection_url
     asyncio.run(embedded.ensure_database(database_url))
+    asyncio.run(embedded.ensure_role(database_url, APP_ROLE))
+    app_url = with_user(database_url, APP_ROLE)
     env = {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": app_url,
         "DATABASE_DIRECT_URL": database_url,
         "REDIS_URL": redis_url,
         "KITH_DATA_DIR": str(data_dir),
@@ -68,7 +75,7 @@ def services() -> Iterator[Services]:
                 os.environ.pop(k, None)
             reset_settings()
             try:
-                yield Services(database_url, redis_url, data_dir, pg.socket_dir if pg else None)
+                yield Services(database_url, redis_url, data_dir, pg.socket_dir if pg else None, app_url)
             finally:
                 asyncio.run(embedded.drop_database(database_url))
     finally:

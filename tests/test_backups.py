@@ -159,8 +159,8 @@ async def test_switch_over_keeps_the_old_schema(workspace: Workspace, other_work
                 " WHERE n.nspname IN ($1, $2) AND p.proname = 'deal_totals_add'",
                 result.schema, result.old_schema)
             assert {r["nspname"]: r["proconfig"] for r in configs} == {
-                result.schema: [f"search_path={result.schema}"],
-                result.old_schema: [f"search_path={result.old_schema}"]}
+                result.schema: [f"search_path={result.schema}, pg_temp"],
+                result.old_schema: [f"search_path={result.old_schema}, pg_temp"]}
         finally:
             await conn.close()
         # the restored workspace works: audited writes, deal totals triggers, fresh ids

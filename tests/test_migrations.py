@@ -328,19 +328,21 @@ async def session_conn(db: Services) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-async def test_failed_provisioning_leaves_nothing_behind(
-    session_conn: asyncpg.Connection, tmp_path: Path
-) -> None:
-    # the first statement succeeds, the second fails: the table must go too
-    write_migration(tmp_path, BASE + 1, "broken", """
-        CREATE TABLE provisioning_probe (id bigserial PRIMARY KEY);
-        SELECT missing_column FROM provisioning_probe;
-    """)
+async def test_failed_provisioning_leaves_nothing_behind(session_conn: asyncpg.Connection) -> None:
+    # the stored tenant DDL (what the owner's function runs) ends in a statement that fails after
+    # one that succeeds: the schema, its tables and the tenant row must all go
+    ddl = await session_conn.fetchval("SELECT tenant_ddl FROM public.kith_schema_setup")
+    await session_conn.execute(
+        "UPDATE public.kith_schema_setup SET tenant_ddl = tenant_ddl || $1",
+        "\n;\nCREATE TABLE provisioning_probe (id bigserial PRIMARY KEY);\n"
+        "SELECT missing_column FROM provisioning_probe;")
     slug = unique_slug("broken")
     before = await _last_tenant_id(session_conn)
-
-    with pytest.raises(OperationalError, match="missing_column"):
-        await provision_tenant(slug=slug, name="Broken Co", extra_migration_dirs=[tmp_path])
+    try:
+        with pytest.raises(OperationalError, match="missing_column"):
+            await provision_tenant(slug=slug, name="Broken Co")
+    finally:
+        await session_conn.execute("UPDATE public.kith_schema_setup SET tenant_ddl = $1", ddl)
 
     attempted = await _last_tenant_id(session_conn)
     assert attempted > before  # a row was inserted and then rolled back

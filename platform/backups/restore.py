@@ -43,7 +43,7 @@ from kith.platform.backups.archive import (
 from kith.platform.backups.snapshot import SCHEMA_RELATIONS, Progress, live_tenant, quiet, tenant_tables
 from kith.platform.backups.storage import BackupNotFound, Storage, backup_storage, check_backup_id, threaded
 from kith.platform.db import TENANT_LOCK_CLASS, connect_raw, tenant_schema
-from kith.platform.migrations.runner import latest_version, tenant_migrations, tenant_sql_since
+from kith.platform.migrations.runner import grant_app, latest_version, tenant_migrations, tenant_sql_since
 
 
 class BackupMismatch(BackupError):
@@ -90,7 +90,7 @@ async def _load(conn: asyncpg.Connection, reader: ArchiveReader, tenant_id: int,
                           f"Kith's {latest_version(migrations)}: upgrade Kith first")
     progress(f"restoring backup {reader.backup_id} into {schema} (schema version {version})")
     await conn.execute(f"CREATE SCHEMA {schema}")
-    await conn.execute(f"SET LOCAL search_path TO {schema}")
+    await conn.execute(f"SET LOCAL search_path TO {schema}, pg_temp")
     await conn.execute(tenant_sql_since([m for m in migrations if m.version <= version], 0))
     tables = await tenant_tables(conn, schema)
     if sorted(tables) != sorted(head["tables"]):
@@ -219,7 +219,7 @@ async def _switch(conn: asyncpg.Connection, tenant_id: int, restored: str, from_
     migrations = tenant_migrations()
     latest = latest_version(migrations)
     if from_version < latest:
-        await conn.execute(f"SET LOCAL search_path TO {restored}")
+        await conn.execute(f"SET LOCAL search_path TO {restored}, pg_temp")
         await conn.execute(tenant_sql_since(migrations, from_version))
         progress(f"migrated {restored} from version {from_version} to {latest}")
     await conn.execute("SET LOCAL search_path TO public")
@@ -231,6 +231,7 @@ async def _switch(conn: asyncpg.Connection, tenant_id: int, restored: str, from_
     await conn.execute(f"ALTER SCHEMA {restored} RENAME TO {live}")
     await _repoint_functions(conn, old, live)
     await _repoint_functions(conn, live, restored)
+    await grant_app(conn, live)  # the restored tables are new objects: the application role's rights
     await conn.execute("UPDATE public.tenants SET schema_version = $2, updated_at = now() WHERE id = $1",
                        tenant_id, latest)
     progress(f"switched: {live} now holds the restored data; the previous data is kept in {old}")

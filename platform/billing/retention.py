@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from kith.platform.audit.log import EntryFields, append_platform_entry
 from kith.platform.billing.subscriptions import now_utc
 from kith.platform.config import get_settings
-from kith.platform.db import TENANT_LOCK_CLASS, platform_tx, tenant_schema
+from kith.platform.db import TENANT_LOCK_CLASS, platform_tx
 
 
 def deletion_due_at(cancelled_at: datetime) -> datetime:
@@ -31,7 +31,8 @@ async def delete_cancelled_tenant(tenant_id: int) -> bool:
         if not rows or rows[0]["cancelled_at"] is None or deletion_due_at(rows[0]["cancelled_at"]) > now_utc():
             return False
         await tx.execute_query("UPDATE public.tenants SET status = 'deleted', updated_at = now() WHERE id = $1", [tid])
-        await tx.execute_script(f"DROP SCHEMA IF EXISTS {tenant_schema(tid)} CASCADE")
+        # the owner's function (public migration 0015): the application role cannot drop schemas
+        await tx.execute_query("SELECT public.kith_drop_tenant_schema($1)", [tid])
         await tx.execute_query("UPDATE public.billing_subscriptions SET deleted_at = now(), updated_at = now()"
                                " WHERE tenant_id = $1", [tid])
         await append_platform_entry(tx, EntryFields(

@@ -22,6 +22,7 @@ from kith.platform.cli.common import CliError
 from kith.platform.config import Settings, get_settings, reset_settings, restored_environment
 from kith.platform.embedded import pid_alive
 
+APP_ROLE = "kith_app"  # the application's role on the embedded server
 DATABASE_NAME = "kith"
 
 
@@ -118,13 +119,17 @@ def embedded_services(
 
         try:
             if database and not settings.database_url:
-                from kith.platform.embedded import ensure_database, start_postgres
+                from kith.platform.db import with_user
+                from kith.platform.embedded import ensure_database, ensure_role, start_postgres
 
                 say(f"Embedded PostgreSQL: {settings.data_dir / 'postgres'}")
                 pg = start_postgres(settings.data_dir)
                 url = pg.url(DATABASE_NAME)
                 asyncio.run(ensure_database(url))
-                os.environ["DATABASE_URL"] = url
+                asyncio.run(ensure_role(url, APP_ROLE))
+                # as in production: the application connects as a role that owns nothing;
+                # migrations, backups and restores as the owner
+                os.environ["DATABASE_URL"] = with_user(url, APP_ROLE)
                 os.environ["DATABASE_DIRECT_URL"] = url
             if redis and not settings.redis_url:
                 say(f"Embedded Valkey: {settings.data_dir / 'valkey'}")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 
+from kith.platform.config import get_settings
 from kith.platform.db import MIGRATION_LOCK_KEY, TENANT_LOCK_CLASS, connect_raw, tenant_schema
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -176,13 +177,52 @@ async def migrate_one_tenant(
             return current, current
         # waits for the tenant's in-flight transactions, holds new ones back until commit
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", TENANT_LOCK_CLASS, tenant_id)
-        await conn.execute(f"SET LOCAL search_path TO {tenant_schema(tenant_id)}")
+        await conn.execute(f"SET LOCAL search_path TO {tenant_schema(tenant_id)}, pg_temp")
         await conn.execute(tenant_sql_since(migrations, current))
+        await conn.execute("SET LOCAL search_path TO public")
+        await grant_app(conn, tenant_schema(tenant_id))  # tables the migration added
         await conn.execute(
             "UPDATE public.tenants SET schema_version = $2, updated_at = now() WHERE id = $1",
             tenant_id, latest,
         )
     return current, latest
+
+
+async def grant_app(conn: asyncpg.Connection, schema: str) -> None:
+    """Give the application role its rights on `schema` (nothing when it is the owner role);
+    public migration 0015's function, which older databases lack."""
+    if await conn.fetchval("SELECT to_regprocedure('public.kith_grant_app(text)') IS NOT NULL"):
+        await conn.execute("SELECT public.kith_grant_app($1)", schema)
+
+
+async def app_role_of(url: str) -> str:
+    """The role the application connects as (DATABASE_URL), as the server names it."""
+    conn = await connect_raw(url)
+    try:
+        return str(await conn.fetchval("SELECT current_user"))
+    finally:
+        await conn.close()
+
+
+async def store_setup(conn: asyncpg.Connection, app_role: str | None, progress: Progress = _quiet) -> None:
+    """Keep what the owner's functions need: the shipped tenant DDL at its latest version and
+    the application role; grant that role its rights everywhere when it changed."""
+    shipped = tenant_migrations()
+    owner = await conn.fetchval("SELECT current_user")
+    role = "" if app_role is None or app_role == owner else app_role
+    async with conn.transaction():
+        before = await conn.fetchval("SELECT app_role FROM public.kith_schema_setup FOR UPDATE")
+        await conn.execute(
+            "UPDATE public.kith_schema_setup SET tenant_version = $1, tenant_ddl = $2, app_role = $3,"
+            " updated_at = now()", latest_version(shipped), tenant_sql_since(shipped, 0), role)
+        await grant_app(conn, "public")
+        if role and role != before:
+            schemas = await conn.fetch(
+                "SELECT schema_name FROM public.tenants WHERE status <> 'deleted' AND schema_name <> ''"
+                " AND to_regnamespace(schema_name) IS NOT NULL ORDER BY id")
+            for row in schemas:
+                await grant_app(conn, row["schema_name"])
+            progress(f"application role {role}: granted its rights on public and {len(schemas)} tenant schemas")
 
 
 async def roll_tenants(
@@ -260,8 +300,12 @@ async def migrate(
     progress: Progress = _quiet,
     url: str | None = None,
     wait_for_lock: bool = False,
+    app_role: str | None = None,
 ) -> RolloutReport:
-    """`kith migrate`: public first, then every tenant, under one advisory lock."""
+    """`kith migrate`: public first, then every tenant, under one advisory lock.
+
+    Also stores the tenant DDL for provisioning and grants the application role (DATABASE_URL's,
+    or `app_role` for a database given by `url`; none when it is the owner) its rights."""
     started = time.perf_counter()
     conn = await connect_raw(url)
     try:
@@ -271,6 +315,11 @@ async def migrate(
             raise MigrationLocked("another `kith migrate` is running (advisory lock held); try again later")
         try:
             report = RolloutReport(public_applied=await apply_public(conn, progress))
+            if url is None or url == get_settings().database_direct_url:
+                # the configured database: its application role is DATABASE_URL's
+                await store_setup(conn, app_role or await app_role_of(get_settings().database_url), progress)
+            else:
+                await store_setup(conn, app_role, progress)
             rolled = await roll_tenants(
                 tenant_migrations(extra_tenant_dirs),
                 concurrency=concurrency,

@@ -3,14 +3,10 @@ transaction, so a failed provisioning leaves nothing behind."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.exceptions import IntegrityError
 
 from kith.platform.db import platform_tx, tenant_schema
-from kith.platform.migrations.runner import latest_version, tenant_migrations, tenant_sql_since
 from kith.platform.tenancy.models import Tenant
 from kith.platform.tenancy.slugs import SlugError, validate_slug
 
@@ -34,7 +30,6 @@ async def provision_tenant_in(
     slug: str,
     name: str,
     canary: bool = False,
-    extra_migration_dirs: Sequence[Path] = (),
 ) -> Tenant:
     """Create a tenant inside the caller's transaction (its rollback removes everything)."""
     validate_slug(slug)
@@ -42,7 +37,6 @@ async def provision_tenant_in(
     taken = await tx.execute_query_dict("SELECT 1 FROM public.tenants WHERE slug = $1", [slug])
     if taken:
         raise SlugError(f"Workspace address '{slug}' is already taken; please choose another.")
-    migrations = tenant_migrations(extra_migration_dirs)
     try:
         rows = await tx.execute_query_dict(
             "INSERT INTO public.tenants (slug, name, schema_name, status, canary)"
@@ -53,22 +47,18 @@ async def provision_tenant_in(
         raise SlugError(f"Workspace address '{slug}' is already taken; please choose another.") from None
     tenant_id = int(rows[0]["id"])
     schema = tenant_schema(tenant_id)
-    await tx.execute_script(
-        f"CREATE SCHEMA {schema};\nSET LOCAL search_path TO {schema};\n"
-        f"{tenant_sql_since(migrations, 0)}\n;\nSET LOCAL search_path TO public;"
-    )
+    # the application role owns nothing: the owner's SECURITY DEFINER function builds the schema
+    # from the tenant DDL `kith migrate` stored (public migration 0015), in this transaction
+    made = await tx.execute_query_dict("SELECT public.kith_create_tenant_schema($1) AS version", [tenant_id])
     await tx.execute_query(
         "UPDATE public.tenants SET schema_name = $2, status = 'active', schema_version = $3,"
         " updated_at = now() WHERE id = $1",
-        [tenant_id, schema, latest_version(migrations)],
+        [tenant_id, schema, int(made[0]["version"])],
     )
     return await Tenant.get(id=tenant_id).using_db(tx)
 
 
-async def provision_tenant(*, slug: str, name: str, canary: bool = False,
-                           extra_migration_dirs: Sequence[Path] = ()) -> Tenant:
+async def provision_tenant(*, slug: str, name: str, canary: bool = False) -> Tenant:
     """Create a tenant with its schema at the current version, all or nothing."""
     async with platform_tx() as tx:
-        return await provision_tenant_in(
-            tx, slug=slug, name=name, canary=canary, extra_migration_dirs=extra_migration_dirs
-        )
+        return await provision_tenant_in(tx, slug=slug, name=name, canary=canary)
