@@ -80,11 +80,17 @@ def body(message: EmailMessage, kind: str) -> str:
     return str(part.get_content()).replace("\r\n", "\n")
 
 
-def assert_is_the_email(raw: bytes, sent: OutgoingEmail) -> None:
-    """The delivered bytes decode back to exactly what was sent."""
+def assert_is_the_email(raw: bytes, sent: OutgoingEmail, *, eight_bit: bool = False) -> None:
+    """The delivered bytes decode back to exactly what was sent: 7-bit clean (no server needs
+    8BITMIME or SMTPUTF8 for it), or with `eight_bit` its bodies as UTF-8 bytes."""
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
-    assert raw.isascii()  # 7-bit clean: no server needs 8BITMIME or SMTPUTF8 for it
     message = parsed(raw)
+    encodings = {p["Content-Transfer-Encoding"] for p in message.iter_parts()}
+    if eight_bit:
+        assert not raw.isascii() and encodings == {"8bit"}
+        assert sent.html.encode() in raw.replace(b"\r\n", b"\n")  # as it is, not encoded
+    else:
+        assert raw.isascii() and "8bit" not in encodings
     assert message["Subject"] == sent.subject
     assert message["From"].addresses[0].display_name == sent.from_name
     assert message["From"].addresses[0].addr_spec == sent.from_email
@@ -121,6 +127,7 @@ class Sink:
             server.transport.close()
             return "421 4.3.2 Shutting down"
         envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
@@ -173,9 +180,37 @@ async def test_smtp_delivers_a_chinese_email_with_its_headers_and_both_bodies(si
         await provider.close()
     [envelope] = handler.envelopes
     assert envelope.mail_from == "news@shop.example.com"
+    assert envelope.mail_options == ["BODY=8BITMIME"]  # aiosmtpd offers 8BITMIME
     assert envelope.rcpt_tos == ["ada@example.org"]
-    assert_is_the_email(envelope.original_content, sent)
+    assert_is_the_email(envelope.original_content, sent, eight_bit=True)
     assert b"List-Unsubscribe: " + UNSUBSCRIBE.encode() + b"\r\n" in envelope.original_content  # one token
+
+
+async def test_a_server_without_8bitmime_gets_a_7bit_clean_message() -> None:
+    handler = Sink()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=True)  # no 8BITMIME in EHLO
+    controller.start()
+    provider = smtp(port)
+    sent = outgoing()
+    try:
+        await provider.send(sent)
+    finally:
+        await provider.close()
+        controller.stop()
+    [envelope] = handler.envelopes
+    assert envelope.mail_options == []
+    assert_is_the_email(envelope.original_content, sent)
+
+
+def test_8bit_bodies_only_where_they_help_and_fit() -> None:
+    sent = outgoing(html="<p>" + "价格" * 600 + "</p>", text="Plain ASCII only.")
+    parts = list(parsed(build_message(sent, eight_bit=True)).iter_parts())
+    # ASCII stays 7bit; a 3,600-byte line is too long for 8bit (998 at most): encoded instead
+    assert [p["Content-Transfer-Encoding"] for p in parts] == ["7bit", "base64"]
+    assert parts[1].get_content().strip() == sent.html
+    short = build_message(outgoing(), eight_bit=True)
+    assert len(short) < len(build_message(outgoing())) * 0.9  # Chinese as bytes, not base64
 
 
 async def test_one_connection_carries_many_messages_and_one_per_sender(sink: tuple[Sink, int]) -> None:
