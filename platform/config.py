@@ -58,7 +58,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "KITH_LOGIN_MAX_FAILURES_PER_IP": ("50", "Failed sign-ins from one client IP within KITH_LOGIN_LOCKOUT_MINUTES "
                                        "that lock that IP out likewise."),
     "KITH_LOGIN_LOCKOUT_MINUTES": ("15", "Window in which failed sign-ins are counted, and how long a lock lasts."),
-    "KITH_DB_POOL_MAX": ("10", "Maximum database connections per process."),
+    "KITH_DB_POOL_MAX": ("20", "Maximum database connections per process (a worker's campaign senders hold one "
+                         "each while they send)."),
     "KITH_DB_STATEMENT_CACHE": ("100", "asyncpg prepared-statement cache size; 0 behind PgBouncer < 1.21."),
     "KITH_DB_MAX_SCHEMAS_PER_CONN": ("400", "Recycle a pooled connection after it touched this many tenant "
                                      "schemas (~0.5 MB catalog cache each)."),
@@ -111,7 +112,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
                         "SMTP_HOST, or to the dev outbox."),
     "KITH_SES_ENDPOINT_URL": ("", "URL of the SES API (tests point it at moto). Unset: AWS's own for "
                               "KITH_SES_REGION."),
-    "KITH_CAMPAIGN_SENDERS": ("4", "Campaign emails one worker process sends at once (each sender keeps its own "
+    "KITH_CAMPAIGN_SENDERS": ("8", "Campaign emails one worker process sends at once (each sender keeps its own "
                               "SMTP connection)."),
     "KITH_CAMPAIGN_RATE_PER_MINUTE": ("60000", "Most campaign emails one workspace sends per minute, across all "
                                       "workers."),

@@ -77,8 +77,8 @@ Prints progress, then a README-ready table with each target met or missed.""")
     add = parser.add_argument
     add("--recipients", type=positive_int, default=100_000, help="contacts and so recipients (default 100,000)")
     add("--workers", type=positive_int, default=2, help="`kith worker` processes (default 2)")
-    add("--senders", type=positive_int, default=4,
-        help="KITH_CAMPAIGN_SENDERS of each worker: emails it sends at once (default 4)")
+    add("--senders", type=positive_int, default=8,
+        help="KITH_CAMPAIGN_SENDERS of each worker: emails it sends at once (default 8)")
     add("--kill-at", type=_share, default=0.5,
         help="share of the recipients sent when a worker is killed with SIGKILL (default 0.5; 0: none)")
     add("--rate-per-minute", type=positive_int, default=6_000_000,

@@ -512,7 +512,7 @@ def owner_actor(workspace: BenchWorkspace) -> Actor:
 class CampaignBenchOptions:
     recipients: int = 100_000
     workers: int = 2
-    senders: int = 4  # KITH_CAMPAIGN_SENDERS of each worker
+    senders: int = 8  # KITH_CAMPAIGN_SENDERS of each worker
     kill_at: float = 0.5  # share of recipients sent when a worker is killed (0: no kill)
     rate_per_minute: int = 6_000_000  # far above what 2 cores send: the measure is the engine's
     work_dir: Path = Path("test-artifacts/campaign-bench")
