@@ -236,15 +236,15 @@ async def test_a_record_that_cannot_be_written_changes_nothing_for_the_job(works
     fine = await enqueue_tenant_job("welcome_email", workspace.tenant_id, workspace.identity_id,
                                     job_id=f"jf-fine:{workspace.slug}")
     assert broken is not None and fine is not None
-    async with platform_tx() as tx:
-        await tx.execute_query("ALTER TABLE public.job_failures RENAME TO job_failures_moved", [])
+    owner = await connect_raw()  # renaming a table takes its owner, not the application's role
+    await owner.execute("ALTER TABLE public.job_failures RENAME TO job_failures_moved")
     worker = make_worker()
     try:
         await asyncio.wait_for(worker.main(), 30)
         assert (worker.jobs_failed, worker.jobs_complete, worker.jobs_retried) == (1, 1, 0)
     finally:
-        async with platform_tx() as tx:
-            await tx.execute_query("ALTER TABLE public.job_failures_moved RENAME TO job_failures", [])
+        await owner.execute("ALTER TABLE public.job_failures_moved RENAME TO job_failures")
+        await owner.close()
         await close_worker(worker)
     kept = await broken.result_info()
     assert kept is not None and not kept.success and isinstance(kept.result, TypeError)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kith.platform.access.actor import Actor
-from kith.platform.db import tenant_scope
+from kith.platform.db import connect_raw, tenant_schema, tenant_scope
 from kith.tenants.search.merge import merge_records
 
 from .conftest import Services, Workspace
@@ -172,20 +172,23 @@ async def test_a_failed_merge_leaves_everything_as_it_was(db: Services, workspac
     before = {t: await _rows(workspace, f"SELECT * FROM {t} ORDER BY id") for t in  # noqa: S608
               ("contacts", "deals", "activities", "tasks", "orders", "consent_events", "leads", "record_merges")}
     seq = (await _rows(workspace, "SELECT max(seq) AS s FROM audit_log"))[0]["s"]
-    # the database refuses the deletion of the other contact, the merge's last step
-    async with tenant_scope(workspace.tenant_id) as tx:
-        await tx.execute_query(
-            "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'deletes refused by the test'; END $$")
-        await tx.execute_query("CREATE TRIGGER refuse_delete BEFORE DELETE ON contacts"
-                               " FOR EACH ROW EXECUTE FUNCTION refuse_delete()")
-    actor = Actor(kind="user", tenant_id=workspace.tenant_id, identity_id=workspace.identity_id, role="owner",
-                  label=workspace.email)
-    with pytest.raises(Exception, match="deletes refused by the test"):
-        await merge_records(actor, "contacts", kept, other, {"email": "other"})
-    async with tenant_scope(workspace.tenant_id) as tx:
-        await tx.execute_query("DROP TRIGGER refuse_delete ON contacts")
-        await tx.execute_query("DROP FUNCTION refuse_delete()")
+    # the database refuses the deletion of the other contact, the merge's last step (a trigger
+    # only the owner role may add: the application's role owns nothing)
+    schema = tenant_schema(workspace.tenant_id)
+    owner = await connect_raw()
+    try:
+        await owner.execute(
+            f"CREATE FUNCTION {schema}.refuse_delete() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'deletes refused by the test'; END $$;"
+            f" CREATE TRIGGER refuse_delete BEFORE DELETE ON {schema}.contacts"
+            f" FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_delete()")
+        actor = Actor(kind="user", tenant_id=workspace.tenant_id, identity_id=workspace.identity_id,
+                      role="owner", label=workspace.email)
+        with pytest.raises(Exception, match="deletes refused by the test"):
+            await merge_records(actor, "contacts", kept, other, {"email": "other"})
+    finally:
+        await owner.execute(f"DROP TRIGGER refuse_delete ON {schema}.contacts; DROP FUNCTION {schema}.refuse_delete()")
+        await owner.close()
     for table, rows in before.items():
         assert await _rows(workspace, f"SELECT * FROM {table} ORDER BY id") == rows, table  # noqa: S608
     assert (await _rows(workspace, "SELECT max(seq) AS s FROM audit_log"))[0]["s"] == seq
