@@ -28,7 +28,8 @@ def running(
 ) -> Iterator[subprocess.Popen[bytes]]:
     out_dir = REPO / "test-artifacts"
     out_dir.mkdir(exist_ok=True)
-    log = open(out_dir / f"{log_name}.log", "wb")  # noqa: SIM115 - closed below
+    suffix = f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
+    log = open(out_dir / f"{log_name}{suffix}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield proc
@@ -53,7 +54,7 @@ def web_server(extra_env: dict[str, str] | None = None) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"web server exited with {proc.returncode}; see test-artifacts/web.log")
+                raise RuntimeError(f"web server exited with {proc.returncode}; see test-artifacts/web*.log")
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
