@@ -317,7 +317,11 @@ async def migrate(
             report = RolloutReport(public_applied=await apply_public(conn, progress))
             if url is None or url == get_settings().database_direct_url:
                 # the configured database: its application role is DATABASE_URL's
-                await store_setup(conn, app_role or await app_role_of(get_settings().database_url), progress)
+                role = app_role or await app_role_of(get_settings().database_url)
+                if get_settings().env == "production" and role == await conn.fetchval("SELECT current_user"):
+                    progress(f"warning: DATABASE_URL connects as {role}, the role that owns the schemas: "
+                             "audit rows are then protected by the trigger alone (see README, Configuration)")
+                await store_setup(conn, role, progress)
             else:
                 await store_setup(conn, app_role, progress)
             rolled = await roll_tenants(
