@@ -114,6 +114,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
                               "KITH_SES_REGION."),
     "KITH_CAMPAIGN_SENDERS": ("8", "Campaign emails one worker process sends at once (each sender keeps its own "
                               "SMTP connection)."),
+    "KITH_WORKSPACE_SMTP_PRIVATE": ("", "Whether a workspace's own SMTP server (Settings › Email sending) may be at "
+                                    "a loopback, private, link-local or other non-public address: true or false. "
+                                    "Unset: allowed in dev and test, refused in production (no probing of the "
+                                    "internal network through Check connection)."),
     "KITH_CAMPAIGN_RATE_PER_MINUTE": ("60000", "Most campaign emails one workspace sends per minute, across all "
                                       "workers."),
     "KITH_SNS_CERT_HOSTS": ("", "Extra hosts (host or host:port, comma-separated) allowed to serve SNS signing "
@@ -184,6 +188,7 @@ class Settings:
     ses_endpoint_url: str
     campaign_senders: int
     campaign_rate_per_minute: int
+    workspace_smtp_private: bool
     sns_cert_hosts: tuple[str, ...]
 
     @property
@@ -303,6 +308,7 @@ def load_settings() -> Settings:
         ses_endpoint_url=_env("KITH_SES_ENDPOINT_URL").strip().rstrip("/"),
         campaign_senders=max(1, int(_env("KITH_CAMPAIGN_SENDERS"))),
         campaign_rate_per_minute=max(1, int(_env("KITH_CAMPAIGN_RATE_PER_MINUTE"))),
+        workspace_smtp_private=_bool(_env("KITH_WORKSPACE_SMTP_PRIVATE") or str(env != "production")),
         sns_cert_hosts=tuple(h.strip().lower() for h in _env("KITH_SNS_CERT_HOSTS").split(",") if h.strip()),
     )
 

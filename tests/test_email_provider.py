@@ -24,6 +24,7 @@ import boto3
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from pydantic import ValidationError
 
 from kith.platform import crypto
 from kith.platform.access.rules import BUILT_IN_ROLE_KEYS
@@ -39,7 +40,7 @@ from kith.tenants.campaigns.provider_settings import (
     save_provider_settings,
     secret_context,
 )
-from kith.tenants.campaigns.providers import OutboxProvider, SesProvider, SmtpProvider
+from kith.tenants.campaigns.providers import OutboxProvider, OutgoingEmail, ProviderError, SesProvider, SmtpProvider
 from kith.tenants.campaigns.sending import send_campaign
 from kith.tenants.campaigns.template_service import send_test
 
@@ -378,6 +379,39 @@ async def test_check_connection_reports_the_servers_words(workspace: Workspace, 
     async with client(headers={"Authorization": f"Bearer {await _owner_token(workspace)}"}) as c:
         answer = await c.post("/api/v1/email-provider/check")
     assert answer.status_code == 200 and answer.json()["ok"] is True and answer.json()["kind"] == "smtp"
+
+
+async def test_private_addresses_are_refused_where_the_platform_says_so(workspace: Workspace,
+                                                                        sink: tuple[Sink, int]) -> None:
+    handler, port = sink
+    actor = owner(workspace)
+    await save_provider_settings(actor, smtp_settings(port, smtp_host="localhost"))  # allowed in tests
+    with restored_environment("KITH_WORKSPACE_SMTP_PRIVATE"):
+        os.environ["KITH_WORKSPACE_SMTP_PRIVATE"] = "false"  # as production's default
+        reset_settings()
+        try:
+            # bad input: the platform's own network, as an address and as a name that resolves to it
+            for host in ("127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "192.168.0.25", "100.64.0.1"):
+                with pytest.raises(ValidationError, match="private and local addresses are not allowed"):
+                    smtp_settings(port, smtp_host=host)
+            async with client(headers={"Authorization": f"Bearer {await _owner_token(workspace)}"}) as c:
+                refused = assert_error(await c.put("/api/v1/email-provider", json={
+                    "kind": "smtp", "smtp_host": "10.1.2.3", "smtp_port": 25}), 422, "invalid_input")
+            assert "private and local addresses" in refused["fields"]["smtp_host"]
+            assert (await stored_row(workspace))["smtp_host"] == "localhost"  # unchanged
+            checked = await check_provider(actor)
+            assert not checked.ok and "the mail server localhost resolves to" in checked.message
+            assert "is not a public address" in checked.message
+            factory = await provider_factory(workspace.tenant_id)
+            provider = factory()
+            with pytest.raises(ProviderError, match="not a public address"):
+                await provider.send(OutgoingEmail(to="ada@example.org", from_email="news@shop.example.com",
+                                                  from_name="", reply_to="", subject="Hi", html="", text="Hi",
+                                                  headers={}, message_id="<c1.r1.1@kith>"))
+            assert handler.envelopes == [] and provider.connections == 0  # never connected
+        finally:
+            reset_settings()
+    assert (await check_provider(actor)).ok  # allowed again (tests, dev)
 
 
 async def test_the_platforms_email_is_named_and_checked(workspace: Workspace, sink: tuple[Sink, int]) -> None:

@@ -63,6 +63,7 @@ _EMPTY: dict[str, Any] = {"kind": "platform", "smtp_host": "", "smtp_port": DEFA
 
 PORT_MESSAGE = "The port must be a whole number from 1 to 65535."
 HOST_MESSAGE = "Give a host name such as smtp.example.com or an IP address, without a port."
+PRIVATE_MESSAGE = "Give the address of a mail server on the internet; private and local addresses are not allowed."
 SCHEME_MESSAGE = "Give the server's host name alone, without smtp:// (for example smtp.example.com)."
 REGION_MESSAGE = "The region must look like us-east-1."
 KEY_ID_MESSAGE = "An access key ID is 16 to 128 capital letters and digits, such as AKIAIOSFODNN7EXAMPLE."
@@ -126,9 +127,13 @@ class EmailProviderIn(BaseModel):
         if "://" in value:
             raise ValueError(SCHEME_MESSAGE)
         try:
-            return str(ipaddress.ip_address(value.removeprefix("[").removesuffix("]")))
+            ip = ipaddress.ip_address(value.removeprefix("[").removesuffix("]"))
         except ValueError:
             pass
+        else:
+            if not ip.is_global and not get_settings().workspace_smtp_private:
+                raise ValueError(PRIVATE_MESSAGE)
+            return str(ip)
         try:
             ascii_name = value.encode("idna").decode("ascii")  # 邮件.例子.中国 -> xn--...
         except UnicodeError:
@@ -369,7 +374,9 @@ def _factory(row: dict[str, Any] | None, tenant_id: int) -> ProviderFactory:
     if kind == "smtp":
         host, port, username, starttls = row["smtp_host"], int(row["smtp_port"]), row["smtp_username"], \
             bool(row["smtp_starttls"])
-        return lambda: SmtpProvider(host, port, username=username, password=password, starttls=starttls, own=True)
+        private_ok = get_settings().workspace_smtp_private
+        return lambda: SmtpProvider(host, port, username=username, password=password, starttls=starttls, own=True,
+                                    private_ok=private_ok)
     region, key_id = row["ses_region"], row["ses_access_key_id"]
     endpoint = get_settings().ses_endpoint_url or None
     return lambda: SesProvider(region, endpoint_url=endpoint, access_key_id=key_id, secret_access_key=secret)
@@ -472,6 +479,7 @@ async def check_provider(actor: Actor, data: EmailProviderIn | None = None) -> C
     if row["kind"] == "smtp":
         return await _check_smtp(SmtpProvider(row["smtp_host"], int(row["smtp_port"]), username=row["smtp_username"],
                                               password=password, starttls=bool(row["smtp_starttls"]),
-                                              timeout=CHECK_TIMEOUT_S, own=True))
+                                              timeout=CHECK_TIMEOUT_S, own=True,
+                                              private_ok=settings.workspace_smtp_private))
     return await _check_ses(SesProvider(row["ses_region"], endpoint_url=settings.ses_endpoint_url or None,
                                         access_key_id=row["ses_access_key_id"], secret_access_key=secret))

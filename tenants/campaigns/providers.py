@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import ipaddress
 import re
 import secrets
 import socket
@@ -317,7 +318,7 @@ class SmtpProvider:
     name = "smtp"
 
     def __init__(self, host: str, port: int, *, username: str = "", password: str = "", starttls: bool = True,
-                 timeout: float = SMTP_TIMEOUT_S, own: bool = False) -> None:
+                 timeout: float = SMTP_TIMEOUT_S, own: bool = False, private_ok: bool = True) -> None:
         self.host = host
         self.port = port
         self.where = f"{host}:{port}"
@@ -330,6 +331,8 @@ class SmtpProvider:
         self._check_words = ("the STARTTLS setting and the user name in Settings › Email sending" if own
                              else "SMTP_STARTTLS and SMTP_USERNAME")
         self._timeout = timeout
+        # a workspace's own server must be public unless KITH_WORKSPACE_SMTP_PRIVATE says otherwise
+        self._private_ok = private_ok
         self._smtp: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()  # one transaction at a time on the one connection
         self.connections = 0  # connections opened so far (reuse is visible in tests and logs)
@@ -344,6 +347,8 @@ class SmtpProvider:
         if self._smtp is not None and self._smtp.is_connected:
             return self._smtp
         self._drop()
+        if not self._private_ok:
+            await self._refuse_private()
         smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, local_hostname=await _ehlo_name(),
                                start_tls=self.starttls, username=self.username or None,
                                password=self._password if self.username else None, timeout=self._timeout)
@@ -371,6 +376,21 @@ class SmtpProvider:
         self._smtp = smtp
         self.connections += 1
         return smtp
+
+    async def _refuse_private(self) -> None:
+        """ProviderError when the host is, or resolves to, an address that is not public (loopback,
+        private, link-local, shared, reserved): a workspace must not reach the platform's own
+        network through its mail settings. A name that does not resolve is left to the connect."""
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except OSError:
+            return
+        for *_, address in found:
+            ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+            if not ip.is_global:
+                shown = "" if str(ip) == self.host else f" resolves to {ip}, which"
+                raise ProviderError(f"the mail server {self.host}{shown} is not a public address; a workspace's own "
+                                    "server must be reachable on the internet")
 
     async def check(self) -> str:
         """Connect as sending would (STARTTLS and login as configured), then QUIT: the first line of
