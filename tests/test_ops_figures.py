@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from arq.worker import Worker
 
 from kith.jobs.queue import enqueue_tenant_job, enqueue_welcome_email, get_queue, queued_job_id
@@ -24,6 +25,7 @@ from kith.platform.billing.plans import PLANS
 from kith.platform.billing.subscriptions import Subscription, current_subscription
 from kith.platform.config import get_settings
 from kith.platform.db import platform_tx
+from kith.platform.ops import console
 from kith.platform.ops.figures import MoneyFigures, PeriodFigures, error_line, money_figures
 
 from .conftest import Workspace, make_workspace
@@ -305,6 +307,24 @@ async def test_the_list_orders_and_filters_by_mrr_and_shows_storage(db: object) 
         dashboard = await c.get("/ops")
         assert 'data-list="periods"' in dashboard.text and 'data-list="largest-storage"' in dashboard.text
         assert re.search(r'data-field="total-mrr">\$[\d,]+\.\d\d<', dashboard.text)
+
+
+async def test_the_plan_filter_pages_over_every_match(db: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    # two Starter workspaces, then three newer ones on their trial: with pages of two, the first
+    # page of Starter must hold both (the filter once ran on the page already cut: it was empty)
+    token = f"planpage{datetime.now(UTC):%H%M%S%f}"
+    starters = []
+    for n in range(2):
+        ws = await make_workspace("plns", f"{token} Starter {n}")
+        await change_plan_locally(owner(ws), "starter", "monthly")
+        starters.append(ws)
+    trials = [await make_workspace("plnt", f"{token} Trial {n}") for n in range(3)]
+    monkeypatch.setattr(console, "PAGE_SIZE", 2)
+    first = await console.list_tenants(console.TenantQuery(q=token, plan="starter"))
+    assert [(r.slug, r.plan) for r in first] == [(starters[1].slug, "Starter"), (starters[0].slug, "Starter")]
+    assert await console.list_tenants(console.TenantQuery(q=token, plan="Starter", page=2)) == []
+    assert [r.slug for r in await console.list_tenants(console.TenantQuery(q=token, page=2))] == [
+        trials[0].slug, starters[1].slug]  # unfiltered: newest first, pages of two
 
 
 async def test_junk_filters_get_a_clear_message_not_a_500(db: object) -> None:

@@ -132,21 +132,28 @@ def tenant_conditions(query: Any) -> tuple[list[str], list[Any]]:
 async def list_tenants(query: TenantQuery) -> list[TenantRow]:
     """One page of workspaces, newest first, matching the search and filters.
 
-    The plan filter applies to the page read (plans come from billing, per tenant id), so a
-    plan-filtered page may hold fewer than PAGE_SIZE rows.
+    A plan filter is applied before paging: the plan that applies now comes from billing (a
+    trial that ended, a cancellation), computed per tenant, so every match's id is read first,
+    filtered by plan, and the page taken from what is left.
     """
     clauses, args = tenant_conditions(query)
-    args += [PAGE_SIZE, (max(1, query.page) - 1) * PAGE_SIZE]
-    sql = (f"{_TENANTS} WHERE {' AND '.join(clauses)} ORDER BY t.created_at DESC, t.id DESC"
-           f" LIMIT ${len(args) - 1} OFFSET ${len(args)}")
+    where = " AND ".join(clauses)
+    order = "ORDER BY t.created_at DESC, t.id DESC"
+    offset = (max(1, query.page) - 1) * PAGE_SIZE
     async with platform_tx() as tx:
-        rows = await tx.execute_query_dict(sql, args)
-    plans = await _plans([int(r["id"]) for r in rows])
-    out = [TenantRow(**r, contacts=await contacts_count(int(r["id"])), plan=plans.get(int(r["id"]), ""))
-           for r in rows]
-    if query.plan:
-        out = [row for row in out if row.plan.lower() == query.plan.lower()]
-    return out
+        if query.plan:
+            ids = [int(r["id"]) for r in await tx.execute_query_dict(
+                f"SELECT t.id FROM public.tenants t WHERE {where} {order}", args)]
+            plans = await _plans(ids)
+            page = [tid for tid in ids if plans.get(tid, "").lower() == query.plan.lower()][offset:offset + PAGE_SIZE]
+            rows = await tx.execute_query_dict(f"{_TENANTS} WHERE t.id = ANY($1::bigint[]) {order}", [page])
+        else:
+            args += [PAGE_SIZE, offset]
+            rows = await tx.execute_query_dict(
+                f"{_TENANTS} WHERE {where} {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}", args)
+            plans = await _plans([int(r["id"]) for r in rows])
+    return [TenantRow(**r, contacts=await contacts_count(int(r["id"])), plan=plans.get(int(r["id"]), ""))
+            for r in rows]
 
 
 @dataclass(frozen=True)
