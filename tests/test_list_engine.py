@@ -94,6 +94,23 @@ async def test_keyset_pages_visit_every_row_once_in_order(seeded: dict[str, Any]
         assert await _walk(seeded["owner"], ListQuery(sort=sort, limit=limit)) == [r["id"] for r in whole.items]
 
 
+async def test_keyset_pages_agree_with_the_databases_lower_case(db: Services) -> None:
+    # letters whose lower case Python and PostgreSQL write differently (İ: "i̇" in Python, "i" in
+    # PostgreSQL) once made a page's cursor disagree with the ORDER BY, repeating or skipping rows
+    ws = await make_workspace("engine-case")
+    names = ["İstanbul", "istanbul", "Istanbul", "İzmir", "izmir", "ẞtraße", "Ωmega", "ωmega", "ǅemal", "Zeta"]
+    async with tenant_scope(ws.tenant_id) as tx:
+        for name in names * 2:
+            await tx.execute_query("INSERT INTO companies (name, owner_id) VALUES ($1, $2)", [name, ws.identity_id])
+    actor = await _actor(ws, ws.identity_id)
+    for sort in ("name", "-name"):
+        whole = await list_records(actor, SPEC, ListQuery(sort=sort, limit=100))
+        assert len(whole.items) == 20
+        for limit in (1, 3):
+            walked = await _walk(actor, ListQuery(sort=sort, limit=limit))
+            assert walked == [r["id"] for r in whole.items], (sort, limit)
+
+
 async def test_sorting_orders_case_insensitively_with_nulls_last(seeded: dict[str, Any]) -> None:
     page = await list_records(seeded["owner"], SPEC, ListQuery(sort="last_activity_at", limit=100))
     times = [r["last_activity_at"] for r in page.items]

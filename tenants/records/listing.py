@@ -301,9 +301,13 @@ def _after(f: _Field, descending: bool, cursor: str, session: TenantSession, p: 
             raise ListError("cursor", "cursor must be the next_cursor value of a previous page")
         return f"({e} IS NULL AND {id_expr} {cmp} {p.add(last_id)})" if not descending else \
             f"(({e} IS NULL AND {id_expr} < {p.add(last_id)}) OR {e} IS NOT NULL)"
-    value = raw.lower() if f.kind == "text" and isinstance(raw, str) else \
-        _typed(f, str(raw).lower() if f.kind == "bool" else str(raw), session, "cursor")
-    pv, pid = p.add(value), p.add(last_id)
+    if f.kind == "text" and isinstance(raw, str):
+        # the row's own text, lowered by PostgreSQL as the ORDER BY is (Python's lower() differs
+        # for a few letters: İ)
+        pv = f"lower({p.add(raw)}::text)"
+    else:
+        pv = p.add(_typed(f, str(raw).lower() if f.kind == "bool" else str(raw), session, "cursor"))
+    pid = p.add(last_id)
     keyset = f"(({e}, {id_expr}) {cmp} ({pv}, {pid}))"
     if f.nullable and not descending:
         return f"({keyset} OR {e} IS NULL)"
@@ -510,9 +514,7 @@ def _cursor_value(f: _Field, row: Mapping[str, Any]) -> Any:
         value = custom.get(f.custom_key)
     else:
         value = row.get(f.name)
-    if f.kind == "text" and isinstance(value, str):
-        return value.lower()
-    return value
+    return value  # text as it is: the next page's condition lowers it in SQL
 
 
 def _columns(session: TenantSession, spec: RecordSpec, query: ListQuery, custom: Sequence[CustomField],
