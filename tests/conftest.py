@@ -100,6 +100,20 @@ async def db(services: Services) -> AsyncIterator[Services]:
     await kdb.close_db()
 
 
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+async def fresh_url(services: Services) -> AsyncIterator[str]:
+    """A new, empty database on the test server (the owner's URL), dropped afterwards."""
+    url = with_database(services.database_url, f"kith_fresh_{os.getpid()}_{next(_databases)}")
+    await embedded.ensure_database(url)
+    try:
+        yield url
+    finally:
+        await embedded.drop_database(url)
+
+
 _counter = itertools.count(1)
 
 

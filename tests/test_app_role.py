@@ -8,8 +8,6 @@ and that `kith migrate` grants it its rights on tables a later migration adds.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,12 +16,9 @@ import pytest
 
 from kith.platform.access.actor import Actor
 from kith.platform.audit.log import append_entry
-from kith.platform.db import connect_raw, fetchrow_alone, tenant_schema, tenant_scope, with_database, with_user
-from kith.platform.embedded import drop_database, ensure_database
+from kith.platform.db import connect_raw, fetchrow_alone, tenant_schema, tenant_scope, with_user
 from kith.platform.migrations import runner
 from tests.conftest import APP_ROLE, Services, Workspace, make_workspace
-
-_databases = itertools.count(1)
 
 
 @pytest.fixture
@@ -108,16 +103,6 @@ async def test_what_the_owner_runs_cannot_be_rewritten(app: asyncpg.Connection, 
     with pytest.raises(asyncpg.RaiseError, match="is not waiting for its schema"):
         await app.execute("SELECT public.kith_create_tenant_schema($1)", audited.tenant_id)
     assert await app.fetchval("SELECT to_regnamespace($1) IS NOT NULL", tenant_schema(audited.tenant_id))
-
-
-@pytest.fixture
-async def fresh_url(services: Services) -> AsyncIterator[str]:
-    url = with_database(services.database_url, f"kith_role_{os.getpid()}_{next(_databases)}")
-    await ensure_database(url)
-    try:
-        yield url
-    finally:
-        await drop_database(url)
 
 
 async def test_migrate_grants_the_role_what_later_migrations_add(fresh_url: str, tmp_path: Path) -> None:

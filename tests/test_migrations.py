@@ -10,8 +10,6 @@ migration, so the runner itself builds their schemas. Provisioning tests go thro
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -21,8 +19,7 @@ import asyncpg
 import pytest
 from tortoise.exceptions import OperationalError
 
-from kith.platform.db import MIGRATION_LOCK_KEY, connect_kwargs, tenant_schema, with_database
-from kith.platform.embedded import drop_database, ensure_database
+from kith.platform.db import MIGRATION_LOCK_KEY, connect_kwargs, tenant_schema
 from kith.platform.migrations import runner
 from kith.platform.migrations.runner import MigrationLocked, RolloutReport
 from kith.platform.tenancy.provisioning import provision_tenant
@@ -36,18 +33,6 @@ PUBLIC_TABLES = (
 )
 BASE = runner.latest_version(runner.tenant_migrations())
 
-_databases = itertools.count(1)
-
-
-@pytest.fixture
-async def fresh_url(services: Services) -> AsyncIterator[str]:
-    """A new, empty database on the test server, dropped afterwards."""
-    url = with_database(services.database_url, f"kith_mig_{os.getpid()}_{next(_databases)}")
-    await ensure_database(url)
-    try:
-        yield url
-    finally:
-        await drop_database(url)
 
 
 @pytest.fixture
