@@ -8,7 +8,9 @@ compare the figures before and after what they do."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,7 +26,7 @@ from kith.platform.billing.changes import Revenue, money, monthly_revenue, seat_
 from kith.platform.billing.plans import PLANS
 from kith.platform.billing.subscriptions import Subscription, current_subscription
 from kith.platform.config import get_settings
-from kith.platform.db import platform_tx
+from kith.platform.db import platform_tx, tenant_scope
 from kith.platform.ops import console
 from kith.platform.ops.figures import MoneyFigures, PeriodFigures, error_line, money_figures
 
@@ -325,6 +327,38 @@ async def test_the_plan_filter_pages_over_every_match(db: object, monkeypatch: p
     assert await console.list_tenants(console.TenantQuery(q=token, plan="Starter", page=2)) == []
     assert [r.slug for r in await console.list_tenants(console.TenantQuery(q=token, page=2))] == [
         trials[0].slug, starters[1].slug]  # unfiltered: newest first, pages of two
+
+
+async def test_the_largest_workspaces_are_ranked_without_counting_every_one(
+        db: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ranked by PostgreSQL's live-row counts in one catalog query, shown with exact counts
+    for n in range(11):  # more live workspaces than the ten shown
+        await make_workspace("lrgx", f"Largest Extra {n}")
+    big = await make_workspace("lrgb", "Largest Big")
+    small = await make_workspace("lrgs", "Largest Small")
+    for ws, n in ((big, 6000), (small, 5000)):
+        async with tenant_scope(ws.tenant_id) as tx:
+            await tx.execute_query("INSERT INTO contacts (name) SELECT '客户 ' || g FROM generate_series(1, $1) g", [n])
+    deadline = time.monotonic() + 20  # the statistics reach the view within a second or two
+    while True:
+        shown = [(row.slug, row.contacts) for row in (await console.dashboard()).largest]
+        mine = [pair for pair in shown if pair[0] in (big.slug, small.slug)]
+        if mine == [(big.slug, 6000), (small.slug, 5000)] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert mine == [(big.slug, 6000), (small.slug, 5000)], shown
+    assert [n for _, n in shown] == sorted((n for _, n in shown), reverse=True)
+    # each load enters the ten shown workspaces only, not every live one (a spy on the real count)
+    counted: list[int] = []
+    real_count = console.contacts_count
+
+    async def spy(tenant_id: int) -> int | None:
+        counted.append(tenant_id)
+        return await real_count(tenant_id)
+
+    monkeypatch.setattr(console, "contacts_count", spy)
+    await console.dashboard()
+    assert 0 < len(counted) <= 10
 
 
 async def test_junk_filters_get_a_clear_message_not_a_500(db: object) -> None:
