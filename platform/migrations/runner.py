@@ -179,7 +179,6 @@ async def migrate_one_tenant(
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", TENANT_LOCK_CLASS, tenant_id)
         await conn.execute(f"SET LOCAL search_path TO {tenant_schema(tenant_id)}, pg_temp")
         await conn.execute(tenant_sql_since(migrations, current))
-        await conn.execute("SET LOCAL search_path TO public")
         await grant_app(conn, tenant_schema(tenant_id))  # tables the migration added
         await conn.execute(
             "UPDATE public.tenants SET schema_version = $2, updated_at = now() WHERE id = $1",
@@ -189,10 +188,9 @@ async def migrate_one_tenant(
 
 
 async def grant_app(conn: asyncpg.Connection, schema: str) -> None:
-    """Give the application role its rights on `schema` (nothing when it is the owner role);
-    public migration 0015's function, which older databases lack."""
-    if await conn.fetchval("SELECT to_regprocedure('public.kith_grant_app(text)') IS NOT NULL"):
-        await conn.execute("SELECT public.kith_grant_app($1)", schema)
+    """Give the application role its rights on `schema` (nothing when it is the owner role),
+    through public migration 0015's function: callers run after the public migrations."""
+    await conn.execute("SELECT public.kith_grant_app($1)", schema)
 
 
 async def app_role_of(url: str) -> str:
