@@ -231,12 +231,16 @@ async def _run(session: TenantSession, row: dict[str, Any], region: str | None, 
     counts.__dict__.update(result.counts.__dict__)
     await writer.close()
     status = "checked" if check_only else "imported"
-    await session.tx.execute_query(
+    # the progress writer reads the cancel flag once a second, so a short run can end before it has
+    # seen one; this statement has the last word: a cancel committed before it rolls the run back
+    finished = await session.tx.execute_query_dict(
         "UPDATE imports SET status = $2, counts = $3::jsonb, rejected_sample = $4::jsonb, finished_at = now(),"
         " phase = '', rows_done = $5, heartbeat_at = NULL, error = ''"
-        + (", imported_at = now()" if not check_only else "") + " WHERE id = $1",
+        + (", imported_at = now()" if not check_only else "") + " WHERE id = $1 AND NOT cancel_requested RETURNING id",
         [row["id"], status, json.dumps(counts.as_dict()), json.dumps(result.rejected_sample, ensure_ascii=False),
          counts.rows])
+    if not finished:
+        raise ImportCancelled
     if not check_only:
         await session.audit(f"{target.object_type}.import", "imports", row["id"],
                             {"file_name": [None, row["file_name"]], **{k: [None, v] for k, v in counts.as_dict().items()
