@@ -264,7 +264,9 @@ async def test_cancel_stops_a_running_export_and_leaves_no_file(big: dict[str, A
         asked = (await c.post(f"{API}/{queued['id']}/cancel")).json()
     assert asked["cancel_requested"] and asked["status"] == "running"  # its worker is alive: it stops itself
     outcome = await asyncio.wait_for(task, WAIT_S)
-    assert outcome.status == "cancelled" and 0 < outcome.rows < 40_000, outcome
+    # the cancel may land after the last row was written, while the file is being finished: it still
+    # wins over keeping the file (measured once in CI: 40,000 rows written, cancelled, no file)
+    assert outcome.status == "cancelled" and 0 < outcome.rows <= 40_000, outcome
     row = await _row(ws, queued["id"])
     assert row["status"] == "cancelled" and row["file_size"] is None
     assert _files(ws, queued["id"]) == []
