@@ -112,7 +112,9 @@ async def test_welcome_email_lands_in_outbox_once(worker: WorkerProcess, workspa
     assert f"{get_settings().base_url}/t/{ws.slug}/contacts" in row.body_text
     assert contact_count(row.body_text) == 0
 
-    first = Job(queued_job_id(key), await get_queue())
+    # the job's own queue: arq's Job defaults to "arq:queue", where it is never found, so a result
+    # not stored yet (the outbox row commits first) would read as "not queued" instead of waited for
+    first = Job(queued_job_id(key), await get_queue(), _queue_name=get_settings().queue_name)
     assert await job_result(worker, first) == f"email {row.id}: outbox"
 
     # arq may run a job twice; a second run with another id (so arq cannot drop it) must
