@@ -48,8 +48,11 @@ from kith.platform.backups.storage import (
 )
 
 PART_BYTES = 8 * 1024 * 1024  # S3 parts are 5 MB at least; 10,000 parts at most (80 GB)
+# A download's parts arrive in 256 KB pieces queued for the thread writing the file: s3transfer
+# queues up to 100 of them (25 MB) when the disk or the CPU lags; 16 keeps a download's memory
+# under 4 MB of queue plus what the two threads are reading, whatever the archive's size.
 TRANSFER = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=2,
-                          use_threads=True)
+                          max_io_queue=16, use_threads=True)
 _MISSING_OBJECT = {"404", "NoSuchKey", "NotFound"}
 _MISSING_BUCKET = {"NoSuchBucket"}
 _DENIED = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
