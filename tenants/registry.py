@@ -10,6 +10,7 @@ import kith.tenants.deals.access  # noqa: F401
 import kith.tenants.activities.access  # noqa: F401 - activities and tasks
 import kith.tenants.sales.access  # noqa: F401 - products and orders
 import kith.tenants.campaigns.access  # noqa: F401 - campaigns, segments, email templates
+import kith.tenants.tickets.access  # noqa: F401 - service tickets
 
 TENANT_MODEL_MODULES = ["kith.tenants.contacts.models"]
 
@@ -19,3 +20,4 @@ import kith.tenants.companies.actions  # noqa: E402, F401
 import kith.tenants.contacts.actions  # noqa: E402, F401
 import kith.tenants.leads.actions  # noqa: E402, F401
 import kith.tenants.deals.spec  # noqa: E402, F401
+import kith.tenants.tickets.actions  # noqa: E402, F401

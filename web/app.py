@@ -75,6 +75,7 @@ from kith.web.api import privacy as _privacy_api  # noqa: F401 - registers the e
 from kith.web.api import records as _records_api  # noqa: F401 - custom fields, saved views, bulk changes
 from kith.web.api import sales as _sales_api  # noqa: F401 - products, orders and sales targets
 from kith.web.api import search as _search_api  # noqa: F401 - global search, duplicates and merges
+from kith.web.api import tickets as _tickets_api  # noqa: F401 - service tickets, replies, queue and service levels
 from kith.web.api import workspace as _workspace_api  # noqa: F401 - registers invitations and workspace settings
 from kith.web.api.openapi import openapi_document
 from kith.web.api.registry import api_routes

@@ -31,7 +31,7 @@ from kith.web.errors import title_for, validation_fields
 from kith.web.forms import form_str, read_form, render
 from kith.web.i18n import gettext_for
 
-OBJECT_TYPES = ("companies", "contacts", "leads", "deals")
+OBJECT_TYPES = ("companies", "contacts", "leads", "deals", "tickets")
 EDITABLE_KINDS = ("text", "choice", "number", "money", "date", "bool")
 ALL_OPERATORS = tuple(dict.fromkeys(op for ops in OPERATORS.values() for op in ops))
 

@@ -37,6 +37,8 @@ class ObjectType:
     record scope cannot narrow it, so the built-in roles that work with their own or their
     team's records (sales, support, read-only) may only view it; owners, admins and managers
     maintain it.
+    `role_extras` adds actions to named built-in roles for this type only, as (role key, actions)
+    pairs: the support role, which creates nothing elsewhere, opens tickets.
     """
 
     name: str
@@ -45,12 +47,20 @@ class ObjectType:
     owner_field: str = "owner_id"
     sensitive: tuple[str, ...] = ()
     catalogue: bool = False
+    role_extras: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         # a sensitive field that is not a field would silently never be audited
         unknown = [f for f in self.sensitive if f not in self.fields]
         if unknown:
             raise ValueError(f"object type '{self.name}': sensitive fields {unknown} are not among its fields")
+        odd = [a for _, actions in self.role_extras for a in actions if a not in ACTIONS]
+        if odd:
+            raise ValueError(f"object type '{self.name}': extra actions {odd} are not actions")
+
+    def extras_for(self, role_key: str) -> frozenset[str]:
+        """The actions this type adds to the built-in role `role_key` (see role_extras)."""
+        return frozenset(a for key, actions in self.role_extras if key == role_key for a in actions)
 
 
 _OBJECT_TYPES: dict[str, ObjectType] = {}
@@ -131,8 +141,8 @@ def _built_in(spec: _BuiltIn) -> RoleDef:
         key=spec.key,
         name=spec.name,
         built_in=True,
-        grants={t.name: spec.actions if not t.catalogue or spec.key in CATALOGUE_KEEPERS
-                else spec.actions & {"view"} for t in types},
+        grants={t.name: (spec.actions if not t.catalogue or spec.key in CATALOGUE_KEEPERS
+                         else spec.actions & {"view"}) | t.extras_for(spec.key) for t in types},
         workspace=spec.workspace,
         record_scope={n: spec.scope for n in names},
         hidden_fields={},

@@ -62,7 +62,7 @@ from kith.tenants.records.refusals import RecordsRefusal
 
 log = get_logger("kith.exports")
 
-OBJECT_TYPES = ("companies", "contacts", "leads", "deals")
+OBJECT_TYPES = ("companies", "contacts", "leads", "deals", "tickets")
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
 # roles that reach every member's export files (they may export every list themselves)

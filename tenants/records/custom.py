@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-OBJECT_TYPES = ("companies", "contacts", "leads", "deals")
+OBJECT_TYPES = ("companies", "contacts", "leads", "deals", "tickets")
 KINDS = ("text", "long_text", "number", "currency", "date", "select", "multi_select", "boolean", "url")
 TEXT_LIMITS = {"text": 500, "long_text": 20000, "url": 2000}
 # numeric(18, 2)-sized: a custom number beyond it could never be summed safely

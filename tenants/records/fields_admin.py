@@ -27,7 +27,7 @@ CHOICE_KINDS = ("select", "multi_select")
 MAX_OPTIONS = 100
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 
-ObjectTypeName = Literal["companies", "contacts", "leads", "deals"]
+ObjectTypeName = Literal["companies", "contacts", "leads", "deals", "tickets"]
 KindName = Literal["text", "long_text", "number", "currency", "date", "select", "multi_select", "boolean", "url"]
 Label = Annotated[str, Field(min_length=1, max_length=80, description="What people read, any script (e.g. 预算).")]
 Option = Annotated[str, Field(max_length=100)]

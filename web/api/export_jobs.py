@@ -46,7 +46,7 @@ class ExportQueryOut(BaseModel):
 
 class ExportJobOut(BaseModel):
     id: int
-    object_type: Literal["companies", "contacts", "leads", "deals"]
+    object_type: Literal["companies", "contacts", "leads", "deals", "tickets"]
     format: Literal["csv", "xlsx"]
     status: Literal["queued", "running", "done", "failed", "cancelled"] = Field(
         description="queued -> running -> done | failed | cancelled.")

@@ -22,7 +22,7 @@ from kith.web.edge import actor_of
 from kith.web.errors import ApiError
 from kith.web.i18n import gettext_for
 
-EXPORT_TYPES = ("companies", "contacts", "leads", "deals")
+EXPORT_TYPES = ("companies", "contacts", "leads", "deals", "tickets")
 EXPORT_QUERY = (
     QueryParam("format", "csv (UTF-8 with BOM, the default) or xlsx."),
     QueryParam("view", "A saved view's id: its filters, sort, search and columns.", "integer"),

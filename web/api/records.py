@@ -24,7 +24,7 @@ from kith.web.errors import ApiError, validation_fields
 
 T = TypeVar("T")
 MANAGE_SETTINGS = ("workspace", "manage_settings")
-BULK_TYPES = ("companies", "contacts", "leads", "deals")
+BULK_TYPES = ("companies", "contacts", "leads", "deals", "tickets")
 
 RecordIds = Annotated[list[int], Field(max_length=bulk.MAX_IDS, description="Record ids, at most 500.")]
 

@@ -1,0 +1,45 @@
+"""What the ticket actions refuse, each with the HTTP status it means and the fields it concerns."""
+
+from __future__ import annotations
+
+
+class TicketError(Exception):
+    """A refusal a person can act on: `status` (404, 409, 422), a stable `code`, a message and, for bad
+    input, a message per field."""
+
+    status = 422
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+class TicketInvalid(TicketError, ValueError):
+    """Input that passed the schema but not the workspace's rules (an agent who is not a member, a
+    contact or company the actor cannot see, a custom field value)."""
+
+    @classmethod
+    def of(cls, fields: dict[str, str]) -> TicketInvalid:
+        return cls("; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
+
+
+class TicketNotFound(TicketError, LookupError):
+    """No such ticket in this workspace, or not one the actor may see (the same answer)."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self, message: str = "There is no such ticket.") -> None:
+        super().__init__(message)
+
+
+class TicketClosed(TicketError):
+    """A closed ticket takes no replies: reopen it first (its history stays as it was closed)."""
+
+    status = 409
+    code = "ticket_closed"
+
+    def __init__(self) -> None:
+        super().__init__("This ticket is closed: reopen it (status open) before replying.")
