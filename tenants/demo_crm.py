@@ -101,6 +101,25 @@ async def seed_crm(tx: BaseDBAsyncClient, owner_id: int | None, companies: dict[
         "INSERT INTO custom_fields (object_type, key, label, kind, options) VALUES"
         " ('companies', 'tier', '客户等级', 'select', $1::jsonb)", [json.dumps(["A", "B", "C"])])
     await tx.execute_query("UPDATE companies SET custom = '{\"tier\": \"A\"}' WHERE id = $1", [ids["yuntu"]])
+    # service: an urgent ticket answered and waiting for the customer, a new one nobody has taken yet
+    contact = await tx.execute_query_dict(
+        "SELECT id FROM contacts WHERE company_id = $1 ORDER BY id LIMIT 1", [ids["yuntu"]])
+    ticket = await tx.execute_query_dict(
+        "INSERT INTO tickets (subject, description, status, priority, channel, company_id, contact_id, owner_id,"
+        " first_response_due_at, resolution_due_at, first_responded_at, created_by_id, created_at)"
+        " VALUES ('网关 KT-100 固件升级后无法联网', '升级到 2.3 版后设备离线，指示灯常亮红色。', 'pending', 'urgent',"
+        " 'phone', $1, $2, $3, now() - interval '5 hours', now() - interval '2 hours',"
+        " now() - interval '5 hours 30 minutes', $3, now() - interval '6 hours') RETURNING id",
+        [ids["yuntu"], contact[0]["id"] if contact else None, owner_id])
+    await tx.execute_query(
+        "INSERT INTO ticket_messages (ticket_id, kind, body, author_id, created_at) VALUES"
+        " ($1, 'note', '已复现：2.3 版 DHCP 续租失败。', $2, now() - interval '5 hours 40 minutes'),"
+        " ($1, 'reply', '您好，请先回退到 2.2 版，修复版本将于本周发布。', $2, now() - interval '5 hours 30 minutes')",
+        [ticket[0]["id"], owner_id])
+    await tx.execute_query(
+        "INSERT INTO tickets (subject, priority, channel, company_id, first_response_due_at, resolution_due_at,"
+        " created_by_id) VALUES ('Invoice address needs updating', 'normal', 'email', $1, now() + interval '8 hours',"
+        " now() + interval '72 hours', $2)", [ids["contoso"], owner_id])
     # a few unowned companies wait in the public pool
     for name in ("厦门海晟物流有限公司", "Blue Yonder Airlines"):
         await tx.execute_query(

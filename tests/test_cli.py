@@ -136,5 +136,7 @@ async def test_seed_demo_twice_leaves_one_demo_workspace(db: Services) -> None:
         counts = (await tx.execute_query_dict(
             "SELECT (SELECT count(*) FROM companies) AS companies, (SELECT count(*) FROM deals) AS deals,"
             " (SELECT count(*) FROM contacts WHERE company_id IS NULL) AS unlinked,"
-            " (SELECT total::text FROM orders) AS order_total"))[0]
-    assert counts == {"companies": len(COMPANIES) + 2, "deals": len(DEALS), "unlinked": 0, "order_total": "18990.50"}
+            " (SELECT total::text FROM orders) AS order_total, (SELECT count(*) FROM tickets) AS tickets,"
+            " (SELECT count(*) FROM ticket_messages) AS ticket_messages"))[0]
+    assert counts == {"companies": len(COMPANIES) + 2, "deals": len(DEALS), "unlinked": 0, "order_total": "18990.50",
+                      "tickets": 2, "ticket_messages": 2}

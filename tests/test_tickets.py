@@ -72,6 +72,16 @@ async def test_bad_input_is_named_field_by_field_and_a_contact_brings_its_compan
     created = (await _audit(workspace, "ticket.create", ticket["id"]))[0]
     assert created["diff"]["subject"][1] == "发票抬头错误，请重新开具"
     assert await _events(workspace, contact["id"]) == ["ticket.opened"]
+    # the customer's 360 views list the ticket, through the same scope as the tickets list
+    async with client(headers=await owner_token(workspace)) as c:
+        for path in (f"/api/v1/contacts/{contact['id']}/overview", f"/api/v1/companies/{company['id']}/overview"):
+            section = (await c.get(path)).json()["tickets"]
+            assert section["total"] == 1 and section["items"][0]["subject"] == "发票抬头错误，请重新开具", path
+    sales = await add_member(workspace, "sales")
+    async with client(headers=await owner_token(workspace)) as c:  # the rep may see the contact, not the ticket
+        await c.patch(f"/api/v1/contacts/{contact['id']}", json={"owner_id": sales.identity_id})
+    async with client(headers=sales.headers) as c:
+        assert (await c.get(f"/api/v1/contacts/{contact['id']}/overview")).json()["tickets"]["total"] == 0
 
 
 async def test_lifecycle_stamps_each_step_and_tells_the_timeline(workspace: Workspace) -> None:

@@ -44,7 +44,8 @@ def translations(locale: str) -> NullTranslations:
     for path in files[1:]:
         with path.open("rb") as po:
             for message in read_po(po, locale=folder):
-                if message.id and message.id not in catalog:
+                # a message with a context (pgettext) is its own entry beside the same words without one
+                if message.id and catalog.get(message.id, context=message.context) is None:
                     catalog[message.id] = message
     compiled = BytesIO()
     write_mo(compiled, catalog)
@@ -77,6 +78,12 @@ def _gettext(context: Context, message: str) -> str:
 @pass_context
 def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
     return translations(str(context.get("locale") or DEFAULT_LOCALE)).ngettext(singular, plural, n)
+
+
+@pass_context
+def _pgettext(context: Context, message_context: str, message: str) -> str:
+    """`pgettext("ticket status", "New")`: the same English words translated apart by what they name."""
+    return translations(str(context.get("locale") or DEFAULT_LOCALE)).pgettext(message_context, message)
 
 
 @functools.cache
@@ -122,4 +129,5 @@ def install(env: Environment) -> None:
     env.add_extension("jinja2.ext.i18n")
     gettext: Any = _gettext
     ngettext: Any = _ngettext
-    env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
+    pgettext: Any = _pgettext
+    env.install_gettext_callables(gettext, ngettext, newstyle=True, pgettext=pgettext)  # type: ignore[attr-defined]

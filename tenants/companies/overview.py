@@ -1,5 +1,5 @@
-"""The customer 360 view: a company (or a contact) with its contacts, deals, orders, open tasks
-and timeline, read in one transaction.
+"""The customer 360 view: a company (or a contact) with its contacts, deals, orders, open tasks,
+service tickets and timeline, read in one transaction.
 
 Each section is there only when the actor's role may view that kind of record, holds only the
 records its scope of that kind reaches (a sales member sees their own deals, not a colleague's),
@@ -67,6 +67,12 @@ def _tasks_part(link: str) -> _Part:
     return _Part("tasks", "tasks", "assignee_id",
                  tuple((c, c) for c in ("id", "title", "due_at", "status", "assignee_id")),
                  f"FROM tasks WHERE status = 'open' AND {link} = {{id}}", "due_at NULLS LAST, id")
+
+
+def _tickets_part(link: str) -> _Part:
+    return _Part("tickets", "tickets", "owner_id",
+                 tuple((c, c) for c in ("id", "subject", "status", "priority", "resolution_due_at", "owner_id")),
+                 f"FROM tickets WHERE {link} = {{id}}", "id DESC")
 
 
 _COMPANY_PART = _Part("company", "companies", "owner_id", tuple((c, c) for c in _COMPANY_BRIEF),
@@ -166,16 +172,17 @@ def _owner(row: dict[str, Any]) -> set[int]:
 
 async def company_overview(actor: Actor, company_id: int, *, limit: int = SECTION_LIMIT,
                            custom_fields: bool = False) -> dict[str, Any]:
-    """A company's 360 view: {"company", "contacts", "deals", "orders", "tasks", "timeline", "people"}
+    """A company's 360 view: {"company", "contacts", "deals", "orders", "tasks", "tickets", "timeline", "people"}
     (and the companies' "custom_fields" definitions when asked for, for the page);
     a section the role may not view is None. CompanyNotFound outside the actor's reach."""
     async with acting_as(actor) as session:
         session.require(companies.OBJECT, "view")
         company = companies.visible_row(session, await companies.load_for_change(session, company_id))
-        contacts_part, deals_part, orders_part, tasks_part = _viewable(
+        contacts_part, deals_part, orders_part, tasks_part, tickets_part = _viewable(
             session, _contacts_part("company_id"), _deals_part("company_id"), _orders_part("company_id"),
-            _tasks_part("company_id"))
-        given = [(p, company_id) for p in (contacts_part, deals_part, orders_part, tasks_part) if p is not None]
+            _tasks_part("company_id"), _tickets_part("company_id"))
+        given = [(p, company_id) for p in (contacts_part, deals_part, orders_part, tasks_part, tickets_part)
+                 if p is not None]
         found, totals, labels = await _read_parts(session, given, limit, _owner(company))
         people_section = _section(session, contacts_part, found, totals)
         result: dict[str, Any] = {
@@ -184,11 +191,12 @@ async def company_overview(actor: Actor, company_id: int, *, limit: int = SECTIO
             "deals": _section(session, deals_part, found, totals),
             "orders": _section(session, orders_part, found, totals),
             "tasks": _section(session, tasks_part, found, totals),
+            "tickets": _section(session, tickets_part, found, totals),
             # the company was just read through the actor's scope: the timeline need not read it again
             "timeline": await timeline(session, company_id=company_id, limit=TIMELINE_LIMIT, record_checked=True),
         }
         result["people"] = _people(labels, company, people_section, result["deals"], result["orders"],
-                                   result["tasks"])
+                                   result["tasks"], result["tickets"])
         if custom_fields:
             result["custom_fields"] = await load_custom_fields(session.tx, companies.OBJECT)
         if people_section is not None:  # last: the read entry takes the tenant's audit lock
@@ -198,7 +206,7 @@ async def company_overview(actor: Actor, company_id: int, *, limit: int = SECTIO
 
 async def contact_overview(actor: Actor, contact_id: int, *, limit: int = SECTION_LIMIT,
                            custom_fields: bool = False) -> dict[str, Any]:
-    """A contact's 360 view: {"contact", "company", "deals", "orders", "tasks", "timeline", "people"}
+    """A contact's 360 view: {"contact", "company", "deals", "orders", "tasks", "tickets", "timeline", "people"}
     (and the contacts' "custom_fields" definitions when asked for, for the page);
     "company" is None without a company or when the actor may not see it. ContactNotFound outside
     the actor's reach."""
@@ -206,9 +214,10 @@ async def contact_overview(actor: Actor, contact_id: int, *, limit: int = SECTIO
         session.require(contacts.OBJECT, "view")
         contact = contacts.visible_row(session, await contacts.load_for_change(session, contact_id))
         company_id = contact.get("company_id")
-        company_part, deals_part, orders_part, tasks_part = _viewable(
-            session, _COMPANY_PART, _deals_part("contact_id"), _orders_part("contact_id"), _tasks_part("contact_id"))
-        given = [(p, contact_id) for p in (deals_part, orders_part, tasks_part) if p is not None]
+        company_part, deals_part, orders_part, tasks_part, tickets_part = _viewable(
+            session, _COMPANY_PART, _deals_part("contact_id"), _orders_part("contact_id"), _tasks_part("contact_id"),
+            _tickets_part("contact_id"))
+        given = [(p, contact_id) for p in (deals_part, orders_part, tasks_part, tickets_part) if p is not None]
         if company_part is not None and company_id is not None:
             given.insert(0, (company_part, int(company_id)))
         found, totals, labels = await _read_parts(session, given, limit, _owner(contact))
@@ -220,10 +229,12 @@ async def contact_overview(actor: Actor, contact_id: int, *, limit: int = SECTIO
             "deals": _section(session, deals_part, found, totals),
             "orders": _section(session, orders_part, found, totals),
             "tasks": _section(session, tasks_part, found, totals),
+            "tickets": _section(session, tickets_part, found, totals),
             # the contact was just read through the actor's scope: the timeline need not read it again
             "timeline": await timeline(session, contact_id=contact_id, limit=TIMELINE_LIMIT, record_checked=True),
         }
-        result["people"] = _people(labels, contact, company, result["deals"], result["orders"], result["tasks"])
+        result["people"] = _people(labels, contact, company, result["deals"], result["orders"], result["tasks"],
+                                   result["tickets"])
         if custom_fields:
             result["custom_fields"] = await load_custom_fields(session.tx, contacts.OBJECT)
         await contacts.audit_disclosed(session, [contact], listing=False)

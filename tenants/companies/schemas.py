@@ -228,6 +228,22 @@ class TaskBrief(BaseModel):
     assignee_id: int | None = None
 
 
+class TicketBrief(BaseModel):
+    """A service ticket of the customer, newest first."""
+
+    id: int
+    subject: str | None = None
+    status: str | None = None
+    priority: str | None = None
+    resolution_due_at: datetime
+    owner_id: int | None = None
+
+
+class TicketSection(BaseModel):
+    items: list[TicketBrief]
+    total: int
+
+
 class ContactSection(BaseModel):
     items: list[ContactBrief]
     total: int
@@ -249,7 +265,7 @@ class TaskSection(BaseModel):
 
 
 class CompanyOverview(BaseModel):
-    """A company with its contacts, deals, orders, open tasks and timeline (the customer 360 view).
+    """A company with its contacts, deals, orders, open tasks, service tickets and timeline (the 360 view).
     A section the caller's role may not view is absent."""
 
     company: CompanyOut
@@ -257,15 +273,17 @@ class CompanyOverview(BaseModel):
     deals: DealSection | None = None
     orders: OrderSection | None = None
     tasks: TaskSection | None = None
+    tickets: TicketSection | None = None
     timeline: list[dict[str, Any]] | None = Field(default=None, description="Activities and events, newest first.")
 
 
 class ContactOverview(BaseModel):
-    """A contact with its company, deals, orders, open tasks and timeline."""
+    """A contact with its company, deals, orders, open tasks, service tickets and timeline."""
 
     contact: ContactOut
     company: CompanyBrief | None = None
     deals: DealSection | None = None
     orders: OrderSection | None = None
     tasks: TaskSection | None = None
+    tickets: TicketSection | None = None
     timeline: list[dict[str, Any]] | None = Field(default=None, description="Activities and events, newest first.")

@@ -13,13 +13,11 @@ from typing import Any
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import TenantSession, acting_as
-from kith.tenants.companies.errors import InvalidFields
-from kith.tenants.companies.queries import check_owner
 from kith.tenants.leads.errors import LeadInvalid
 from kith.tenants.leads.queries import OBJECT, audit_disclosed, load_owned, stored_key, visible_row
 from kith.tenants.leads.schemas import LeadIn, LeadPatch
 from kith.tenants.leads.spec import SPEC
-from kith.tenants.records.custom import CustomFieldError, clean_custom_values, load_custom_fields
+from kith.tenants.records.checks import custom_checked, owner_checked
 from kith.tenants.records.kinds import RecordKind, register_kind
 
 
@@ -31,22 +29,6 @@ def _json(value: Any) -> str:
 COLUMNS = ("name", "company_name", "title", "email", "phone", "status", "source", "notes", "tags", "custom")
 
 
-async def _owner(session: TenantSession, owner_id: int | None) -> None:
-    try:
-        await check_owner(session, OBJECT, owner_id)
-    except InvalidFields as exc:
-        raise LeadInvalid.of(exc.fields) from None
-
-
-async def _custom(session: TenantSession, values: Mapping[str, Any],
-                  current: Mapping[str, Any] | None) -> dict[str, Any]:
-    definitions = await load_custom_fields(session.tx, OBJECT)
-    try:
-        return clean_custom_values(definitions, values, partial=current is not None, current=current)
-    except CustomFieldError as exc:
-        raise LeadInvalid.of(dict(exc.errors)) from None
-
-
 async def create_in(session: TenantSession, data: LeadIn) -> dict[str, Any]:
     """Add a lead inside `session`: owned by the actor, by `owner_id` when given, or by nobody (the pool)
     when owner_id is given as null."""
@@ -55,8 +37,8 @@ async def create_in(session: TenantSession, data: LeadIn) -> dict[str, Any]:
     session.require_fields(OBJECT, [f for f in given if f != "owner_id"])
     owner = data.owner_id if "owner_id" in given else session.actor.identity_id
     if "owner_id" in given:
-        await _owner(session, owner)
-    custom = await _custom(session, data.custom, None)
+        await owner_checked(session, OBJECT, owner, LeadInvalid)
+    custom = await custom_checked(session, OBJECT, data.custom, None, LeadInvalid)
     values: dict[str, Any] = {**data.model_dump(include=set(COLUMNS)), "custom": custom}
     rows = await session.tx.execute_query_dict(
         "INSERT INTO leads (name, company_name, title, email, phone, status, source, notes, tags, custom,"
@@ -93,10 +75,10 @@ async def update_in(session: TenantSession, lead_id: int, patch: LeadPatch | Map
     if "status" in given and before["status"] == "converted" and given["status"] != "converted":
         raise LeadInvalid.of({"status": "This lead was converted; its status stays converted."})
     if "custom" in given:
-        given["custom"] = await _custom(session, given["custom"], before["custom"])
+        given["custom"] = await custom_checked(session, OBJECT, given["custom"], before["custom"], LeadInvalid)
     diff = {k: [before[k], v] for k, v in given.items() if before[k] != v}
     if "owner_id" in diff:
-        await _owner(session, diff["owner_id"][1])
+        await owner_checked(session, OBJECT, diff["owner_id"][1], LeadInvalid)
         now = datetime.now(UTC)
         for column, value in (("claimed_at", None), ("pooled_at", now if diff["owner_id"][1] is None else None)):
             if before[column] != value:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
+from kith.tenants.records.refusals import RecordError
 
-class LeadError(Exception):
-    """A refusal a person can act on: `status` (404, 409, 422), a stable `code`, a message and, for bad
-    input, a message per field."""
 
-    status = 422
-    code = "invalid_input"
-
-    def __init__(self, message: str, *, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields = fields or {}
+class LeadError(RecordError):
+    """A refusal of the lead actions (see RecordError)."""
 
 
 class LeadInvalid(LeadError, ValueError):
     """Input that passed the schema but not the workspace's rules (an owner who is not a member, a company
     the actor cannot see, a custom field value, a status change of a converted lead)."""
-
-    @classmethod
-    def of(cls, fields: dict[str, str]) -> LeadInvalid:
-        return cls("; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
 
 
 class LeadNotFound(LeadError, LookupError):

@@ -13,9 +13,7 @@ from kith.platform.access.actor import Actor
 from kith.platform.access.session import TenantSession, acting_as
 from kith.tenants.activities.events import record_event
 from kith.tenants.activities.links import load_record
-from kith.tenants.companies.errors import InvalidFields
-from kith.tenants.companies.queries import check_owner
-from kith.tenants.records.custom import CustomFieldError, clean_custom_values, load_custom_fields
+from kith.tenants.records.checks import custom_checked, owner_checked
 from kith.tenants.records.kinds import RecordKind, register_kind
 from kith.tenants.tickets.errors import TicketClosed, TicketInvalid
 from kith.tenants.tickets.queries import OBJECT, load_for_change, messages_of, read_ticket, visible_row
@@ -30,22 +28,6 @@ _EVENTS = {"resolved": "ticket.resolved", "closed": "ticket.closed"}
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-async def _owner(session: TenantSession, owner_id: int | None) -> None:
-    try:
-        await check_owner(session, OBJECT, owner_id)
-    except InvalidFields as exc:
-        raise TicketInvalid.of(exc.fields) from None
-
-
-async def _custom(session: TenantSession, values: Mapping[str, Any],
-                  current: Mapping[str, Any] | None) -> dict[str, Any]:
-    definitions = await load_custom_fields(session.tx, OBJECT)
-    try:
-        return clean_custom_values(definitions, values, partial=current is not None, current=current)
-    except CustomFieldError as exc:
-        raise TicketInvalid.of(dict(exc.errors)) from None
 
 
 async def _links(session: TenantSession, contact_id: int | None,
@@ -86,9 +68,9 @@ async def create_in(session: TenantSession, data: TicketIn) -> dict[str, Any]:
     session.require_fields(OBJECT, [f for f in given if f != "owner_id"])
     owner = data.owner_id if "owner_id" in given else session.actor.identity_id
     if "owner_id" in given:
-        await _owner(session, owner)
+        await owner_checked(session, OBJECT, owner, TicketInvalid)
     contact_id, company_id = await _links(session, data.contact_id, data.company_id)
-    custom = await _custom(session, data.custom, None)
+    custom = await custom_checked(session, OBJECT, data.custom, None, TicketInvalid)
     now = datetime.now(UTC)
     first_due, resolution_due = due_times(await load_levels(session), data.priority, now)
     values: dict[str, Any] = {**data.model_dump(include=set(COLUMNS)), "status": "new", "contact_id": contact_id,
@@ -132,14 +114,14 @@ async def _apply(session: TenantSession, before: dict[str, Any], given: dict[str
     if given.get("status") == "new" and before["status"] != "new":
         raise TicketInvalid.of({"status": "A ticket is new only until someone works on it; choose open or pending."})
     if "custom" in given:
-        given["custom"] = await _custom(session, given["custom"], before["custom"])
+        given["custom"] = await custom_checked(session, OBJECT, given["custom"], before["custom"], TicketInvalid)
     if "contact_id" in given or "company_id" in given:
         contact_id, company_id = await _links(session, given.get("contact_id", before["contact_id"]),
                                               given.get("company_id", before["company_id"]))
         given.update({"contact_id": contact_id, "company_id": company_id})
     diff = {k: [before[k], v] for k, v in given.items() if before[k] != v}
     if "owner_id" in diff:
-        await _owner(session, diff["owner_id"][1])
+        await owner_checked(session, OBJECT, diff["owner_id"][1], TicketInvalid)
     now = datetime.now(UTC)
     if "status" in diff:
         diff.update({k: [before[k], v] for k, v in _status_stamps(before, diff["status"][1], now).items()})

@@ -49,6 +49,13 @@ async def get_levels(actor: Actor) -> SlaOut:
         return as_out(await load_levels(session))
 
 
+async def levels_for_settings(actor: Actor) -> SlaOut:
+    """The service levels for the settings page (needs 'workspace: manage_settings')."""
+    async with acting_as(actor) as session:
+        session.policy.require_manage("manage_settings")
+        return as_out(await load_levels(session))
+
+
 async def set_levels(actor: Actor, data: SlaIn) -> SlaOut:
     """Change the service levels (workspace: manage_settings). Tickets already open keep their due times."""
     async with acting_as(actor) as session:

@@ -36,7 +36,7 @@ SPEC = RecordSpec(
         FieldSpec("resolution_due_at", "Resolution due", "datetime", permission_field=None),
         FieldSpec("first_responded_at", "First replied", "datetime", permission_field=None),
         FieldSpec("resolved_at", "Resolved", "datetime", permission_field=None),
-        FieldSpec("created_at", "Opened", "datetime", permission_field=None),
+        FieldSpec("created_at", "Created", "datetime", permission_field=None),
         FieldSpec("updated_at", "Updated", "datetime", permission_field=None),
     ),
     select="SELECT tickets.*, contacts.name AS contact_name, companies.name AS company_name",
