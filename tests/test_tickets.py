@@ -70,7 +70,7 @@ async def test_bad_input_is_named_field_by_field_and_a_contact_brings_its_compan
     assert _at(ticket["resolution_due_at"]) - opened == timedelta(hours=4)
     assert not ticket["first_response_breached"] and not ticket["resolution_breached"]
     created = (await _audit(workspace, "ticket.create", ticket["id"]))[0]
-    assert created["diff"]["subject"][1] == "发票抬头错误，请重新开具"
+    assert str(created["diff"]["subject"][1]).startswith("ks1:")  # encrypted with the contact's key
     assert await _events(workspace, contact["id"]) == ["ticket.opened"]
     # the customer's 360 views list the ticket, through the same scope as the tickets list
     async with client(headers=await owner_token(workspace)) as c:
@@ -213,3 +213,37 @@ async def test_scope_roles_and_tenant_isolation(workspace: Workspace, other_work
         assert (await c.delete(f"{API}/{mine['id']}")).status_code == 204
         assert_error(await c.get(f"{API}/{mine['id']}"), 404)
     assert await _audit(workspace, "ticket.delete", mine["id"])
+
+
+async def test_a_contacts_export_holds_their_tickets_and_erasure_scrubs_them(workspace: Workspace) -> None:
+    from kith.platform.audit.entries import entries_about
+
+    async with client(headers=await owner_token(workspace)) as c:
+        contact = (await c.post("/api/v1/contacts", json={"name": "张伟", "email": "zhang@example.cn"})).json()
+        other = (await c.post("/api/v1/contacts", json={"name": "李娜"})).json()
+        mine = (await c.post(API, json={"subject": "张伟的发票", "description": "税号 9131...",
+                                        "contact_id": contact["id"]})).json()
+        theirs = (await c.post(API, json={"subject": "李娜的订单", "contact_id": other["id"]})).json()
+        await c.post(f"{API}/{mine['id']}/messages", json={"body": "已收到，张先生"})
+        export = (await c.get(f"/api/v1/contacts/{contact['id']}/export")).json()
+        assert [t["subject"] for t in export["tickets"]] == ["张伟的发票"]
+        assert [m["body"] for m in export["tickets"][0]["messages"]] == ["已收到，张先生"]
+        # the ticket's audit entries are encrypted with the contact's key, and read back in clear
+        async with tenant_scope(workspace.tenant_id) as tx:
+            raw = await tx.execute_query_dict(
+                "SELECT diff FROM audit_log WHERE action = 'ticket.create' AND object_id = $1", [str(mine["id"])])
+            assert "张伟的发票" not in str(raw[0]["diff"])
+            entries = await entries_about(tx, "tickets", mine["id"])
+        assert entries[0].diff["subject"] == [None, "张伟的发票"]
+        erased = await c.post(f"/api/v1/contacts/{contact['id']}/erase")
+        assert erased.status_code == 200, erased.text
+        thread = (await c.get(f"{API}/{mine['id']}")).json()
+        assert thread["ticket"]["subject"] == "[erased]" and thread["ticket"]["description"] == ""
+        assert [m["body"] for m in thread["messages"]] == ["[erased]"]
+        # another customer's ticket is untouched
+        assert (await c.get(f"{API}/{theirs['id']}")).json()["ticket"]["subject"] == "李娜的订单"
+    async with tenant_scope(workspace.tenant_id) as tx:
+        entries = await entries_about(tx, "tickets", mine["id"])
+    assert entries[0].diff["subject"] == [None, "[erased]"] and entries[1].diff["body"] == [None, "[erased]"]
+    erase = (await _audit(workspace, "contact.erase", contact["id"]))[0]["diff"]
+    assert (erase["tickets_scrubbed"], erase["ticket_messages_scrubbed"]) == (1, 1)

@@ -58,7 +58,8 @@ async def export_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
 
     The record, its consent state and history, the audit entries about it (personal values
     decrypted, "[erased]" where the key was destroyed) and the emails Kith queued to its
-    address in this workspace. Hidden fields are left out everywhere, audit diffs included.
+    address in this workspace, and the service tickets they opened with their conversations.
+    Hidden fields are left out everywhere, audit diffs included.
     Needs 'contacts: export'; a contact outside the role's record scope is ContactNotFound.
     The export is audited ("contact.export") with counts only.
     """
@@ -91,6 +92,7 @@ async def export_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
                 if "email" in hidden:
                     item.pop("to_address")
                 emails.append(item)
+        tickets = await _tickets_of(session, contact_id)
         export = {
             "format": EXPORT_FORMAT,
             "exported_at": datetime.now(UTC).isoformat(),
@@ -100,13 +102,39 @@ async def export_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
             if "marketing_consent" not in hidden else None,
             "audit_entries": audit,
             "emails": emails,
+            "tickets": tickets,
             "fields_withheld": sorted(set(hidden) & {*FIELDS, *CONSENT_FIELDS}),
         }
         await session.audit("contact.export", OBJECT, contact_id, {
             "format": EXPORT_FORMAT, "audit_entries": len(audit), "consent_events": len(history),
-            "emails": len(emails), "fields_withheld": export["fields_withheld"],
+            "emails": len(emails), "tickets": len(tickets), "fields_withheld": export["fields_withheld"],
         })
     return export
+
+
+async def _tickets_of(session: TenantSession, contact_id: int) -> list[dict[str, Any]]:
+    """The contact's service tickets the actor may see, each with its conversation, for the export."""
+    if not session.policy.can("tickets", "view"):
+        return []
+    params: list[Any] = [contact_id]
+    owners = session.policy.owner_ids("tickets")
+    scope = ""
+    if owners is not None:
+        params.append(sorted(owners))
+        scope = " AND owner_id = ANY($2::bigint[])"
+    hidden = session.policy.hidden_fields("tickets")
+    rows = await session.tx.execute_query_dict(
+        "SELECT t.id, t.subject, t.description, t.status, t.priority, t.channel, t.created_at, t.resolved_at,"
+        " coalesce((SELECT jsonb_agg(jsonb_build_object('kind', m.kind, 'body', m.body, 'at', m.created_at)"
+        " ORDER BY m.id) FROM ticket_messages m WHERE m.ticket_id = t.id), '[]'::jsonb) AS messages"
+        " FROM tickets t WHERE t.contact_id = $1" + scope + " ORDER BY t.id", params)
+    found = []
+    for row in rows:
+        item = _json_ready({k: v for k, v in dict(row).items() if k not in hidden})
+        messages = item.get("messages")
+        item["messages"] = json.loads(messages) if isinstance(messages, str) else messages
+        found.append(item)
+    return found
 
 
 def export_json(export: dict[str, Any]) -> bytes:
@@ -127,8 +155,9 @@ async def erase_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
     company, notes and consent cleared; its consent history is removed; its subject key is
     destroyed, so the personal values in its audit diffs read "[erased]" while the chain still
     verifies; emails queued to its address in this workspace are removed when unsent and
-    scrubbed when already sent. Needs 'contacts: delete'; audited as "contact.erase" with
-    field names and counts only.
+    scrubbed when already sent; the service tickets they opened lose their subject, description and
+    messages (the tickets' audit entries were encrypted with the contact's key). Needs 'contacts:
+    delete'; audited as "contact.erase" with field names and counts only.
     """
     async with acting_as(actor) as session:
         session.require(OBJECT, "delete")
@@ -151,6 +180,14 @@ async def erase_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
         await session.tx.execute_query(
             "DELETE FROM import_changes c USING imports i WHERE c.record_id = $1 AND i.id = c.import_id"
             " AND i.object_type = 'contacts'", [contact_id])
+        # the person's service tickets: what they asked and what was written to and about them
+        tickets = await session.tx.execute_query_dict(
+            "WITH scrubbed AS (UPDATE tickets SET subject = '[erased]', description = '', tags = '{}',"
+            " custom = '{}', updated_at = now() WHERE contact_id = $1 RETURNING id),"
+            " messages AS (UPDATE ticket_messages SET body = '[erased]' WHERE ticket_id IN (SELECT id FROM scrubbed)"
+            " RETURNING 1)"
+            " SELECT (SELECT count(*) FROM scrubbed) AS tickets, (SELECT count(*) FROM messages) AS messages",
+            [contact_id])
         conn = raw_connection(session.tx)
         destroyed = await destroy_subject_key(conn, (OBJECT, contact_id))
         removed = scrubbed = 0
@@ -165,5 +202,6 @@ async def erase_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
         await session.audit("contact.erase", OBJECT, contact_id, {
             "cleared": cleared, "consent_events_removed": int(events[0]["n"]), "subject_key_destroyed": destroyed,
             "emails_removed": removed, "emails_scrubbed": scrubbed,
+            "tickets_scrubbed": int(tickets[0]["tickets"]), "ticket_messages_scrubbed": int(tickets[0]["messages"]),
         })
         return visible_row(session, rows[0])

@@ -51,6 +51,15 @@ async def _links(session: TenantSession, contact_id: int | None,
     return contact_id, company_id
 
 
+def _person(*rows: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The contact a ticket's audit entries are about: what a customer wrote is personal data, so the
+    diff is encrypted with the contact's key (erasing the contact makes it read "[erased]")."""
+    for row in rows:
+        if row.get("contact_id") is not None:
+            return ("contacts", int(row["contact_id"]))
+    return None
+
+
 async def _event(session: TenantSession, name: str, row: Mapping[str, Any], line: str) -> None:
     """Tell the ticket's contact and company timelines (a ticket linked to neither has only its own)."""
     if row.get("contact_id") is None and row.get("company_id") is None:
@@ -84,7 +93,7 @@ async def create_in(session: TenantSession, data: TicketIn) -> dict[str, Any]:
     row = dict(rows[0])
     diff = {c: [None, v] for c, v in values.items() if v not in (None, "", [], {})}
     diff["owner_id"] = [None, owner]
-    await session.audit("ticket.create", OBJECT, row["id"], diff)
+    await session.audit("ticket.create", OBJECT, row["id"], diff, subject=_person(row))
     await _event(session, "ticket.opened", row, "Ticket opened")
     return await read_ticket(session, int(row["id"]))
 
@@ -136,10 +145,10 @@ async def _apply(session: TenantSession, before: dict[str, Any], given: dict[str
     await session.tx.execute_query(
         f"UPDATE tickets SET {assignments}, updated_at = now() WHERE id = $1",  # noqa: S608 - known columns
         [before["id"], *(_json(new) if col == "custom" else new for col, (_, new) in diff.items())])
-    await session.audit("ticket.update", OBJECT, before["id"], diff)
+    after = {**before, **{k: v for k, (_, v) in diff.items()}}
+    await session.audit("ticket.update", OBJECT, before["id"], diff, subject=_person(before, after))
     if "status" in diff:
         new_status = diff["status"][1]
-        after = {**before, **{k: v for k, (_, v) in diff.items()}}
         if new_status in _EVENTS:
             await _event(session, _EVENTS[new_status], after, f"Ticket {new_status}")
         elif before["status"] in ("resolved", "closed"):
@@ -184,7 +193,7 @@ async def add_message(actor: Actor, ticket_id: int, data: MessageIn) -> dict[str
             "INSERT INTO ticket_messages (ticket_id, kind, body, author_id) VALUES ($1, $2, $3, $4) RETURNING id",
             [ticket_id, data.kind, data.body, actor.identity_id])
         await session.audit(f"ticket.{data.kind}", OBJECT, ticket_id,
-                            {"message_id": [None, rows[0]["id"]], "body": [None, data.body]})
+                            {"message_id": [None, rows[0]["id"]], "body": [None, data.body]}, subject=_person(before))
         stamps = "last_activity_at = now()"
         if data.kind == "reply" and before["first_responded_at"] is None:
             stamps += ", first_responded_at = now()"
@@ -200,7 +209,7 @@ async def delete_in(session: TenantSession, ticket_id: int) -> None:
     before = await load_for_change(session, ticket_id, lock=True)
     await session.tx.execute_query("DELETE FROM tickets WHERE id = $1", [ticket_id])
     diff = {c: [before[c], None] for c in (*COLUMNS, "owner_id") if before[c] not in (None, "", [], {})}
-    await session.audit("ticket.delete", OBJECT, ticket_id, diff)
+    await session.audit("ticket.delete", OBJECT, ticket_id, diff, subject=_person(before))
 
 
 async def delete_ticket(actor: Actor, ticket_id: int) -> None:
