@@ -26,6 +26,7 @@ from kith.jobs.outbox_sweeper import sweep_outbox
 from kith.jobs.pool_reclaim import enqueue_pool_reclaim, pool_reclaim
 from kith.jobs.queue import close_queue, redis_settings
 from kith.jobs.task_reminders import enqueue_task_reminders, send_task_reminders
+from kith.jobs.ticket_replies import sweep_ticket_replies, ticket_reply_email
 from kith.jobs.welcome import welcome_email
 from kith.platform.config import get_settings
 from kith.platform.db import close_db, init_db
@@ -62,6 +63,7 @@ class WorkerSettings:
     functions: ClassVar[list[Any]] = recorded_functions([
         welcome_email, audit_retention, invitation_email, password_reset_email, billing_notices, verification_email,
         send_task_reminders, pool_reclaim, *BACKUP_FUNCTIONS, run_import_job, *EXPORT_FUNCTIONS, *CAMPAIGN_FUNCTIONS,
+        ticket_reply_email,
     ], max_tries=MAX_TRIES)
     cron_jobs: ClassVar[list[Any]] = recorded_crons([
         # 03:17 UTC: off the hour, when most workspaces are quiet; one job per tenant (see the job).
@@ -85,6 +87,8 @@ class WorkerSettings:
         # every ten minutes (:07, :17, ...): emails whose delivery job was never queued or was lost go
         # to their job again, or are given up when their occasion passed (kith.jobs.outbox_sweeper)
         cron(sweep_outbox, minute=set(range(7, 60, 10)), run_at_startup=False),
+        # every ten minutes: ticket replies whose delivery job was never queued (kith.jobs.ticket_replies)
+        cron(sweep_ticket_replies, minute=set(range(3, 60, 10)), run_at_startup=False),
     ], max_tries=MAX_TRIES)
     on_startup = startup
     on_shutdown = shutdown

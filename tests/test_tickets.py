@@ -239,7 +239,8 @@ async def test_a_contacts_export_holds_their_tickets_and_erasure_scrubs_them(wor
         assert erased.status_code == 200, erased.text
         thread = (await c.get(f"{API}/{mine['id']}")).json()
         assert thread["ticket"]["subject"] == "[erased]" and thread["ticket"]["description"] == ""
-        assert [m["body"] for m in thread["messages"]] == ["[erased]"]
+        assert [(m["body"], m["email_to"]) for m in thread["messages"]] == [("[erased]", "")]
+        assert thread["messages"][0]["email_status"] == ""  # its email had not gone out: now it never will
         # another customer's ticket is untouched
         assert (await c.get(f"{API}/{theirs['id']}")).json()["ticket"]["subject"] == "李娜的订单"
     async with tenant_scope(workspace.tenant_id) as tx:

@@ -61,6 +61,8 @@ async def test_open_answer_and_resolve_a_ticket_in_the_browser(db: Services) -> 
             await expect(desktop.locator("[role=status]")).to_have_text("Reply added.")
             await expect(desktop.locator(".ticket-head [data-status=pending]")).to_be_visible()
             await expect(desktop.locator("[data-message=reply]")).to_contain_text("发票已重新开具")
+            # emailed to the customer (its job runs in the worker, which this test does not start)
+            await expect(desktop.locator("[data-email-status=pending]")).to_contain_text("wang.fang@example.cn")
             await no_horizontal_scroll(desktop)
             await desktop.screenshot(path=str(SHOTS / "ticket-desktop.png"), full_page=True)
             ticket_url = desktop.url.split("?")[0]

@@ -51,6 +51,12 @@ async def test_open_reply_and_resolve_a_ticket_in_the_pages(db: Services, worksp
         shown = (await c.get(f"{base}/tickets/{ticket_id}")).text
         assert 'data-status="pending"' in shown and shown.index("内部备注") < shown.index("已重新开具")
         assert 'data-message="note"' in shown and 'data-message="reply"' in shown
+        assert 'data-email-status="pending"' in shown  # the reply goes to wang@example.cn by email
+        # unticking the box records a reply without emailing it
+        phoned = await _act(c, f"{base}/tickets/{ticket_id}", "messages",
+                            {"kind": "reply", "body": "电话已告知", "email_offered": "1"})
+        assert phoned.status_code == 303
+        assert (await c.get(f"{base}/tickets/{ticket_id}")).text.count("data-email-status=") == 1
         resolved = await _act(c, f"{base}/tickets/{ticket_id}", "update",
                               {"status": "resolved", "priority": "high", "owner_id": ""})
         assert resolved.status_code == 303

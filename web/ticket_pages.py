@@ -189,8 +189,10 @@ async def ticket_message(request: Request) -> Response:
     if ticket_id is None:
         return render(request, "error.html", NO_SUCH_TICKET, status=404)
     form = await read_form(request)
-    values = {"kind": form_str(form, "kind") or "reply", "body": form_str(form, "body"),
-              "status": form_str(form, "status") or None}
+    values: dict[str, Any] = {"kind": form_str(form, "kind") or "reply", "body": form_str(form, "body"),
+                              "status": form_str(form, "status") or None}
+    if form_str(form, "email_offered"):  # the box was offered: unticked means "record it only"
+        values["email"] = bool(form_str(form, "email")) and values["kind"] == "reply"
     try:
         await actions.add_message(actor, ticket_id, MessageIn.model_validate(values))
     except ValidationError as exc:
@@ -198,7 +200,7 @@ async def ticket_message(request: Request) -> Response:
     except TicketError as exc:
         if exc.status == 404:
             return render(request, "error.html", NO_SUCH_TICKET, status=404)
-        return await _page(request, ticket_id, status=exc.status, reply_errors={"body": exc.message},
+        return await _page(request, ticket_id, status=exc.status, reply_errors=exc.fields or {"body": exc.message},
                            reply_values=values)
     done = "noted" if values["kind"] == "note" else "replied"
     return RedirectResponse(f"{_base(request)}/tickets/{ticket_id}?{done}=1#conversation", status_code=303)

@@ -296,9 +296,10 @@ class SentTest:
     provider: str
 
 
-def _sender(identity_email: str) -> tuple[str, str]:
-    """(from_email, from name) of a test send: MAIL_FROM when a provider would take it, else the
-    member's own address (the dev default no-reply@kith.localhost is a reserved name)."""
+def member_sender(identity_email: str) -> tuple[str, str]:
+    """(from_email, from name) of an email a member sends (a test send, a ticket reply): MAIL_FROM
+    when a provider would take it, else the member's own address (the dev default
+    no-reply@kith.localhost is a reserved name)."""
     from kith.tenants.campaigns.providers import ProviderError, sender_address  # beside this module
 
     name, address = parseaddr(get_settings().mail_from)
@@ -352,7 +353,7 @@ async def send_test(actor: Actor, *, template_id: int | None = None,
         filled_subject, filled_html, filled_text = _filled(subject, html, text, merge, unsubscribe_url=back,
                                                            locale=me["locale"] or "en")
         label = "[测试] " if me["locale"] == "zh-CN" else "[Test] "
-        from_email, from_name = _sender(str(me["email"]))
+        from_email, from_name = member_sender(str(me["email"]))
         email = OutgoingEmail(
             to=str(me["email"]), from_email=from_email, from_name=from_name or str(me["workspace"]), reply_to="",
             subject=(label + filled_subject)[:300], html=filled_html, text=filled_text,

@@ -180,11 +180,15 @@ async def erase_contact(actor: Actor, contact_id: int) -> dict[str, Any]:
         await session.tx.execute_query(
             "DELETE FROM import_changes c USING imports i WHERE c.record_id = $1 AND i.id = c.import_id"
             " AND i.object_type = 'contacts'", [contact_id])
-        # the person's service tickets: what they asked and what was written to and about them
+        # the person's service tickets: what they asked and what was written to and about them; a
+        # reply not emailed yet is never sent (the delivery claims pending and failed ones only)
         tickets = await session.tx.execute_query_dict(
             "WITH scrubbed AS (UPDATE tickets SET subject = '[erased]', description = '', tags = '{}',"
             " custom = '{}', updated_at = now() WHERE contact_id = $1 RETURNING id),"
-            " messages AS (UPDATE ticket_messages SET body = '[erased]' WHERE ticket_id IN (SELECT id FROM scrubbed)"
+            " messages AS (UPDATE ticket_messages SET body = '[erased]', email_to = '',"
+            " email_status = CASE WHEN email_status IN ('pending', 'failed') THEN '' ELSE email_status END,"
+            " email_error = ''"
+            " WHERE ticket_id IN (SELECT id FROM scrubbed)"
             " RETURNING 1)"
             " SELECT (SELECT count(*) FROM scrubbed) AS tickets, (SELECT count(*) FROM messages) AS messages",
             [contact_id])

@@ -46,9 +46,17 @@ CREATE TABLE ticket_messages (
     kind        text NOT NULL CHECK (kind IN ('reply', 'note')),
     body        text NOT NULL CHECK (length(body) BETWEEN 1 AND 20000),
     author_id   bigint,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- a reply emailed to the contact: the address it went to, and its delivery through the workspace's
+    -- email provider ('' = not emailed; pending -> sending -> sent | failed, as the outbox's rows)
+    email_to     text NOT NULL DEFAULT '',
+    email_status text NOT NULL DEFAULT '' CHECK (email_status IN ('', 'pending', 'sending', 'sent', 'failed')),
+    email_error  text NOT NULL DEFAULT '',
+    emailed_at   timestamptz
 );
 CREATE INDEX ticket_messages_ticket_idx ON ticket_messages (ticket_id, id);
+-- replies whose delivery job was lost (Redis down at the commit): the sweep finds them
+CREATE INDEX ticket_messages_unsent_idx ON ticket_messages (created_at) WHERE email_status IN ('pending', 'failed');
 
 -- hours per priority: {"urgent": [first response, resolution], ...}
 ALTER TABLE crm_settings ADD COLUMN ticket_sla jsonb NOT NULL DEFAULT

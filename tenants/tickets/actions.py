@@ -9,8 +9,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import TenantSession, acting_as
+from kith.platform.observability import get_logger
 from kith.tenants.activities.events import record_event
 from kith.tenants.activities.links import load_record
 from kith.tenants.records.checks import custom_checked, owner_checked
@@ -20,6 +23,8 @@ from kith.tenants.tickets.queries import OBJECT, load_for_change, messages_of, r
 from kith.tenants.tickets.schemas import WORKING, MessageIn, TicketIn, TicketPatch
 from kith.tenants.tickets.sla import due_times, load_levels
 from kith.tenants.tickets.spec import SPEC
+
+log = get_logger("kith.tickets")
 
 # the columns a person writes (owner_id is handled apart: it is checked against the members)
 COLUMNS = ("subject", "description", "status", "priority", "channel", "contact_id", "company_id", "tags", "custom")
@@ -176,10 +181,30 @@ async def update_ticket(actor: Actor, ticket_id: int, patch: TicketPatch) -> dic
         return await update_in(session, ticket_id, patch)
 
 
+async def _email_to(session: TenantSession, ticket: Mapping[str, Any], data: MessageIn) -> str:
+    """The address a reply goes to: the ticket's contact's, when the actor may see that contact and its
+    email ('' when the reply is not to be emailed). `email` true demands one; a note is never emailed."""
+    if data.kind == "note" or data.email is False:
+        if data.email:
+            raise TicketInvalid.of({"email": "An internal note is never emailed; send a reply instead."})
+        return ""
+    address = ""
+    contact_id = ticket.get("contact_id")
+    if contact_id is not None and "email" not in session.policy.hidden_fields("contacts") and await load_record(
+            session, "contact_id", int(contact_id)) is not None:
+        rows = await session.tx.execute_query_dict("SELECT email FROM contacts WHERE id = $1", [contact_id])
+        address = str(rows[0]["email"]) if rows else ""
+    if not address and data.email:
+        raise TicketInvalid.of({"email": "This ticket has no contact with an email address you may see."})
+    return address
+
+
 async def add_message(actor: Actor, ticket_id: int, data: MessageIn) -> dict[str, Any]:
     """Add a reply or an internal note to a ticket the actor may edit. The first reply stamps
     first_responded_at and moves a new ticket to open; `status` changes the status with it. A closed
-    ticket takes notes but no replies (TicketClosed). Returns {"ticket", "messages"}."""
+    ticket takes notes but no replies (TicketClosed). A reply to a ticket whose contact has an email is
+    emailed to them (unless `email` is false): its delivery job is queued after the commit (a lost job
+    is queued again by the sweep, kith.jobs.ticket_replies). Returns {"ticket", "messages", "message_id"}."""
     async with acting_as(actor) as session:
         session.require(OBJECT, "edit")
         before = await load_for_change(session, ticket_id, lock=True)
@@ -189,18 +214,37 @@ async def add_message(actor: Actor, ticket_id: int, data: MessageIn) -> dict[str
                 raise TicketClosed()
             if status is None and before["status"] == "new":
                 status = "open"
+        email_to = await _email_to(session, before, data)
         rows = await session.tx.execute_query_dict(
-            "INSERT INTO ticket_messages (ticket_id, kind, body, author_id) VALUES ($1, $2, $3, $4) RETURNING id",
-            [ticket_id, data.kind, data.body, actor.identity_id])
-        await session.audit(f"ticket.{data.kind}", OBJECT, ticket_id,
-                            {"message_id": [None, rows[0]["id"]], "body": [None, data.body]}, subject=_person(before))
+            "INSERT INTO ticket_messages (ticket_id, kind, body, author_id, email_to, email_status)"
+            " VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = '' THEN '' ELSE 'pending' END) RETURNING id",
+            [ticket_id, data.kind, data.body, actor.identity_id, email_to])
+        message_id = int(rows[0]["id"])
+        diff: dict[str, Any] = {"message_id": [None, message_id], "body": [None, data.body]}
+        if email_to:
+            diff["email_to"] = [None, email_to]
+        await session.audit(f"ticket.{data.kind}", OBJECT, ticket_id, diff, subject=_person(before))
         stamps = "last_activity_at = now()"
         if data.kind == "reply" and before["first_responded_at"] is None:
             stamps += ", first_responded_at = now()"
         await session.tx.execute_query(f"UPDATE tickets SET {stamps} WHERE id = $1", [ticket_id])
         if status is not None:
             await _apply(session, await load_for_change(session, ticket_id), {"status": status})
-        return {"ticket": await read_ticket(session, ticket_id), "messages": await messages_of(session, ticket_id)}
+        thread = {"ticket": await read_ticket(session, ticket_id), "messages": await messages_of(session, ticket_id),
+                  "message_id": message_id}
+    if email_to:
+        await _queue_email(actor.tenant_id, message_id)
+    return thread
+
+
+async def _queue_email(tenant_id: int, message_id: int) -> None:
+    """Queue the reply's delivery (after the commit); with Redis down it waits for the sweep."""
+    from kith.jobs.ticket_replies import enqueue_reply_email  # jobs is above tenants; imported when used
+
+    try:
+        await enqueue_reply_email(tenant_id, message_id)
+    except (OSError, RedisError) as exc:
+        log.warning("ticket_reply_not_queued", message_id=message_id, error=str(exc))
 
 
 async def delete_in(session: TenantSession, ticket_id: int) -> None:

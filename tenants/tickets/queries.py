@@ -100,7 +100,8 @@ async def read_ticket(session: TenantSession, ticket_id: int) -> dict[str, Any]:
 async def messages_of(session: TenantSession, ticket_id: int) -> list[dict[str, Any]]:
     """The ticket's conversation, oldest first, with each author's name (the ticket was checked)."""
     rows = await session.tx.execute_query_dict(
-        "SELECT m.id, m.ticket_id, m.kind, m.body, m.author_id, m.created_at,"
+        "SELECT m.id, m.ticket_id, m.kind, m.body, m.author_id, m.created_at, m.email_to, m.email_status,"
+        " m.email_error, m.emailed_at,"
         " coalesce(nullif(i.display_name, ''), i.email) AS author_name FROM ticket_messages m"
         " LEFT JOIN public.identities i ON i.id = m.author_id WHERE m.ticket_id = $1 ORDER BY m.id", [ticket_id])
     return [dict(r) for r in rows]

@@ -112,6 +112,9 @@ class MessageIn(BaseModel):
     kind: Literal["reply", "note"] = "reply"
     body: Annotated[str, Field(min_length=1, max_length=20000)]
     status: Status | None = None
+    email: bool | None = Field(
+        default=None, description="Email the reply to the ticket's contact: by default when the contact has an "
+        "email address you may see; true demands one (422 without); false only records it.")
 
 
 class MessageOut(BaseModel):
@@ -121,6 +124,10 @@ class MessageOut(BaseModel):
     body: str
     author_id: int | None = None
     created_at: datetime
+    email_to: str = Field(default="", description="The address a reply was emailed to ('' when not emailed).")
+    email_status: Literal["", "pending", "sending", "sent", "failed"] = ""
+    email_error: str = ""
+    emailed_at: datetime | None = None
 
 
 class TicketThread(BaseModel):
