@@ -122,7 +122,7 @@ _BUILT_INS: tuple[_BuiltIn, ...] = (
     _BuiltIn("sales", "Sales", frozenset({"view", "create", "edit", "delete"}), "own", frozenset(),
              "Works with their own records."),
     _BuiltIn("support", "Support", frozenset({"view", "edit"}), "all", frozenset(),
-             "Sees and corrects every record; creates and deletes nothing."),
+             "Sees and corrects every record and opens service tickets; deletes nothing."),
     _BuiltIn("read_only", "Read-only", frozenset({"view"}), "all", frozenset(),
              "Sees every record and changes nothing."),
 )
