@@ -284,8 +284,13 @@ async def test_a_job_delivered_twice_writes_once(data: dict[str, Any]) -> None:
     ws = data["ws"]
     queued = await _queue(data["owner"], "contacts", columns="name")
     first, second = await asyncio.gather(execute(ws.tenant_id, queued["id"]), execute(ws.tenant_id, queued["id"]))
-    assert sorted([first.status, second.status]) == ["done", "running"], (first, second)
-    assert "already running elsewhere" in (first if first.status == "running" else second).message
+    # one delivery writes the file; the other finds it running elsewhere or, when the three rows were
+    # written before it got there (measured once in CI), already done: never a second file
+    wrote = [o for o in (first, second) if o.status == "done" and o.rows == 3 and not o.message]
+    other = [o for o in (first, second) if o not in wrote]
+    assert len(wrote) == 1 and len(other) == 1, (first, second)
+    said = {"running": "already running elsewhere", "done": "nothing to run"}
+    assert other[0].status in said and said[other[0].status] in other[0].message, (first, second)
     late = await execute(ws.tenant_id, queued["id"])
     assert late.status == "done" and "nothing to run" in late.message
     exported = [d for a, d in await _audit(ws, "contacts.exported") if d["columns"] == ["name"]]
