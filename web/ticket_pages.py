@@ -158,6 +158,22 @@ async def ticket_edit(request: Request) -> Response:
     return RedirectResponse(f"{_base(request)}/tickets/{ticket_id}?updated=1", status_code=303)
 
 
+async def _on_page(request: Request, ticket_id: int, change: Callable[[], Awaitable[Any]], errors_name: str,
+                   **extra: Any) -> Response | None:
+    """Run one of a ticket page's forms: None when done, else the page again with the errors of bad input
+    under `errors_name` (the 404 page when the ticket is not the caller's to see)."""
+    try:
+        await change()
+    except ValidationError as exc:
+        return await _page(request, ticket_id, status=422, **{errors_name: errors_of(request, exc)}, **extra)
+    except TicketError as exc:
+        if exc.status == 404:
+            return render(request, "error.html", NO_SUCH_TICKET, status=404)
+        return await _page(request, ticket_id, status=exc.status,
+                           **{errors_name: exc.fields or {"body": exc.message}}, **extra)
+    return None
+
+
 async def ticket_update(request: Request) -> Response:
     """The quick form on a ticket's page: status, priority and assignee, or "take it" (assign to me)."""
     actor = actor_of(request)
@@ -172,15 +188,9 @@ async def ticket_update(request: Request) -> Response:
         if form.get("owner_id") is not None:
             owner = form_str(form, "owner_id").strip()
             values["owner_id"] = int(owner) if owner.isdigit() and len(owner) < 19 else None
-    try:
-        await actions.update_ticket(actor, ticket_id, TicketPatch.model_validate(values))
-    except ValidationError as exc:
-        return await _page(request, ticket_id, status=422, update_errors=errors_of(request, exc))
-    except TicketError as exc:
-        if exc.status == 404:
-            return render(request, "error.html", NO_SUCH_TICKET, status=404)
-        return await _page(request, ticket_id, status=exc.status, update_errors=exc.fields)
-    return RedirectResponse(f"{_base(request)}/tickets/{ticket_id}?updated=1", status_code=303)
+    refused = await _on_page(request, ticket_id, lambda: actions.update_ticket(
+        actor, ticket_id, TicketPatch.model_validate(values)), "update_errors")
+    return refused or RedirectResponse(f"{_base(request)}/tickets/{ticket_id}?updated=1", status_code=303)
 
 
 async def ticket_message(request: Request) -> Response:
@@ -193,15 +203,10 @@ async def ticket_message(request: Request) -> Response:
                               "status": form_str(form, "status") or None}
     if form_str(form, "email_offered"):  # the box was offered: unticked means "record it only"
         values["email"] = bool(form_str(form, "email")) and values["kind"] == "reply"
-    try:
-        await actions.add_message(actor, ticket_id, MessageIn.model_validate(values))
-    except ValidationError as exc:
-        return await _page(request, ticket_id, status=422, reply_errors=errors_of(request, exc), reply_values=values)
-    except TicketError as exc:
-        if exc.status == 404:
-            return render(request, "error.html", NO_SUCH_TICKET, status=404)
-        return await _page(request, ticket_id, status=exc.status, reply_errors=exc.fields or {"body": exc.message},
-                           reply_values=values)
+    refused = await _on_page(request, ticket_id, lambda: actions.add_message(
+        actor, ticket_id, MessageIn.model_validate(values)), "reply_errors", reply_values=values)
+    if refused:
+        return refused
     done = "noted" if values["kind"] == "note" else "replied"
     return RedirectResponse(f"{_base(request)}/tickets/{ticket_id}?{done}=1#conversation", status_code=303)
 

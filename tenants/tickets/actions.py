@@ -19,7 +19,7 @@ from kith.tenants.activities.links import load_record
 from kith.tenants.records.checks import custom_checked, owner_checked
 from kith.tenants.records.kinds import RecordKind, register_kind
 from kith.tenants.tickets.errors import TicketClosed, TicketInvalid
-from kith.tenants.tickets.queries import OBJECT, load_for_change, messages_of, read_ticket, visible_row
+from kith.tenants.tickets.queries import OBJECT, load_for_change, messages_of, read_ticket
 from kith.tenants.tickets.schemas import WORKING, MessageIn, TicketIn, TicketPatch
 from kith.tenants.tickets.sla import due_times, load_levels
 from kith.tenants.tickets.spec import SPEC
@@ -265,4 +265,4 @@ async def delete_ticket(actor: Actor, ticket_id: int) -> None:
 KIND = register_kind(RecordKind(object_type=OBJECT, spec=SPEC, label="Tickets", path="tickets",
                                 patch_model=TicketPatch, update_in=update_in, delete_in=delete_in))
 
-__all__ = ["KIND", "add_message", "create_ticket", "delete_ticket", "update_ticket", "visible_row"]
+__all__ = ["KIND", "add_message", "create_ticket", "delete_ticket", "update_ticket"]

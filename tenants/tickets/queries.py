@@ -14,6 +14,7 @@ from typing import Any
 
 from kith.platform.access.actor import Actor
 from kith.platform.access.session import TenantSession, acting_as
+from kith.tenants.activities.links import load_record
 from kith.tenants.companies.queries import scope_clause
 from kith.tenants.records.listing import ListQuery, RecordPage, list_records
 from kith.tenants.tickets.errors import TicketNotFound
@@ -78,8 +79,6 @@ async def load_for_change(session: TenantSession, ticket_id: int, *, lock: bool 
 
 async def _names(session: TenantSession, row: dict[str, Any]) -> dict[str, Any]:
     """The contact's and company's names next to their ids, where the actor may see those records."""
-    from kith.tenants.activities.links import load_record
-
     named = dict(row)
     for field, table, columns in (("contact_id", "contacts", "name AS contact_name, email AS contact_email"),
                                   ("company_id", "companies", "name AS company_name")):
@@ -139,18 +138,3 @@ async def queue_counts_in(session: TenantSession) -> dict[str, int]:
 async def queue_counts(actor: Actor) -> dict[str, int]:
     async with acting_as(actor) as session:
         return await queue_counts_in(session)
-
-
-async def tickets_of(session: TenantSession, *, contact_id: int | None = None, company_id: int | None = None,
-                     limit: int = 20) -> list[dict[str, Any]]:
-    """The newest tickets of a contact or company in the actor's scope (for its 360 page); [] when the
-    role may not view tickets."""
-    if not session.policy.can(OBJECT, "view"):
-        return []
-    column, record_id = ("contact_id", contact_id) if contact_id is not None else ("company_id", company_id)
-    params: list[Any] = [record_id, limit]
-    scope = scope_clause(session, OBJECT, "owner_id", params)
-    rows = await session.tx.execute_query_dict(
-        f"SELECT * FROM tickets WHERE {column} = $1" + (f" AND {scope}" if scope else "")  # noqa: S608
-        + " ORDER BY id DESC LIMIT $2", params)
-    return [visible_row(session, r) for r in rows]

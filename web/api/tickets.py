@@ -7,6 +7,8 @@ happen there, below the web layer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 from starlette.requests import Request
 
@@ -53,7 +55,7 @@ def ticket_error(exc: TicketError) -> ApiError:
     return ApiError(exc.status, exc.code, message, fields=exc.fields)
 
 
-def _thread(found: dict) -> TicketThread:  # type: ignore[type-arg]
+def _thread(found: dict[str, Any]) -> TicketThread:
     return TicketThread(ticket=TicketOut(**found["ticket"]), messages=[MessageOut(**m) for m in found["messages"]])
 
 
